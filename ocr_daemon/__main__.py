@@ -1,0 +1,5 @@
+"""`python -m ocr_daemon` is the `ocr-daemon` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""The Celery app `ocr_daemon.celery_app`: Redis broker and backend, JSON only, our queues.
+
+`celery -A ocr_daemon.celery_app ...` works with $OCR_DAEMON_CONFIG pointing at the config.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from . import redis_conn
+from .config import CONFIG_ENV, Config, load
+
+QUEUES = ("documents", "chunks", "default")
+ROUTES = {
+    "ocr_daemon.process_document": {"queue": "documents"},
+    "ocr_daemon.aggregate_chunks": {"queue": "documents"},
+    "ocr_daemon.process_chunk": {"queue": "chunks"},
+}
+
+app = Celery("ocr_daemon", include=["ocr_daemon.tasks"])
+_config: Config | None = None
+
+
+def configure(cfg: Config, url: str | None = None) -> Celery:
+    """Point the app at the configured Redis and apply our delivery settings."""
+    global _config
+    _config = cfg
+    broker = redis_conn.celery_url(url or redis_conn.resolve_url(cfg))
+    w = cfg.workers
+    # A message that waits for a retry countdown stays unacknowledged in its worker: the
+    # visibility timeout must outlast the hard time limit plus the longest countdown.
+    visibility = int(w.time_limit + w.retry_backoff_max + 120)
+    transport = {"visibility_timeout": visibility, "global_keyprefix": cfg.redis.key_prefix}
+    app.conf.update(
+        broker_url=broker,
+        result_backend=broker,
+        broker_transport_options=transport,
+        result_backend_transport_options={"global_keyprefix": cfg.redis.key_prefix},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_queues=[Queue(q) for q in QUEUES],
+        task_default_queue="default",
+        task_routes=ROUTES,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=w.soft_time_limit,
+        task_time_limit=w.time_limit,
+        result_expires=cfg.state_ttl,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        enable_utc=True,
+    )
+    return app
+
+
+def current_config() -> Config:
+    if _config is None:
+        configure(load())
+    assert _config is not None
+    return _config
+
+
+if os.environ.get(CONFIG_ENV):  # `celery -A ocr_daemon.celery_app` and worker processes
+    configure(load())

@@ -1,0 +1,91 @@
+"""Extract one chunk: idempotent, result to a file in processing/, state to Redis."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import atomic, log
+from .clock import iso
+from .docrecord import Doc, error_file, publish
+from .engines import Page, PageRequest
+from .errors import OcrDaemonError, describe
+from .manifest import ChunkSpec, Plan
+from .runtime import Runtime
+from .state import COMPLETED, FAILED, PROCESSING, QUEUED
+
+RESULT_SCHEMA = "ocr-daemon/chunk-result/v1"
+
+
+@dataclass
+class ChunkOutcome:
+    """The small status record a chunk returns (the chord carries these, never text)."""
+
+    index: int
+    state: str  # completed | failed
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
+    if spec.file:  # a chunk file holds exactly this chunk's pages
+        path = doc.dp.chunks / spec.file
+        pages = tuple(Page(n, i) for i, n in enumerate(spec.pages))
+    else:
+        path = doc.dp.source
+        pages = tuple(Page(n, n - 1) for n in spec.pages)
+    return PageRequest(path=path, mime=plan.mime, pages=pages)
+
+
+def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool) -> ChunkOutcome:
+    """Extract chunk ``index``. A retryable error is raised when ``may_retry``, else recorded."""
+    spec = plan.chunks[index]
+    logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index)
+    if doc.dp.chunk_result(index).exists():
+        return ChunkOutcome(index, COMPLETED)
+    if error_file(doc, index).exists():
+        return ChunkOutcome(index, FAILED, atomic.read_json(error_file(doc, index))["error"])
+    chunk = rt.store.chunk(doc.doc_id, index, [spec.first_page, spec.last_page])
+    chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
+    chunk.started_at, chunk.error = iso(rt.clock.time()), None
+    rt.store.set_chunk(doc.doc_id, chunk)
+    publish(rt, doc, plan)
+    started = rt.clock.monotonic()
+    try:
+        extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
+        atomic.write_json(doc.dp.chunk_result(index), {
+            "schema": RESULT_SCHEMA,
+            "index": index,
+            "pages": [asdict(p) for p in extraction.pages],
+            "warnings": extraction.warnings,
+        })
+    except OcrDaemonError as exc:
+        chunk.error = describe(exc)
+        if exc.retryable and may_retry:
+            chunk.state = QUEUED
+            rt.store.set_chunk(doc.doc_id, chunk)
+            publish(rt, doc, plan)
+            logger.warning("chunk_retry", attempts=chunk.attempts, **chunk.error)
+            raise
+        return record_failure(rt, doc, plan, index, chunk.error)
+    chunk.state, chunk.finished_at = COMPLETED, iso(rt.clock.time())
+    rt.store.set_chunk(doc.doc_id, chunk)
+    publish(rt, doc, plan)
+    logger.info("chunk_done", pages=len(spec.pages),
+                seconds=round(rt.clock.monotonic() - started, 3))
+    return ChunkOutcome(index, COMPLETED)
+
+
+def record_failure(rt: Runtime, doc: Doc, plan: Plan, index: int,
+                   error: dict[str, Any]) -> ChunkOutcome:
+    """A chunk failed for good: the error file on disk first (the aggregate reads it)."""
+    atomic.write_json(error_file(doc, index), {"index": index, "error": error})
+    spec = plan.chunks[index]
+    log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index).warning("chunk_failed", **error)
+    chunk = rt.store.chunk(doc.doc_id, index, [spec.first_page, spec.last_page])
+    chunk.state, chunk.error, chunk.finished_at = FAILED, error, iso(rt.clock.time())
+    rt.store.set_chunk(doc.doc_id, chunk)
+    publish(rt, doc, plan)
+    return ChunkOutcome(index, FAILED, error)

@@ -1,0 +1,69 @@
+"""Claim a settled inbox file: manifest first, then an atomic rename into processing/<doc_id>/.
+
+Only one claimer's rename can succeed, so several watchers on one shared inbox never take a
+file twice. The manifest is written before the rename so that a crash never leaves an
+original in processing/ without the record of where it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from . import atomic
+from .clock import Clock, iso
+from .errors import StorageError
+from .layout import Outputs, WatchPaths, reserve_stem
+from .manifest import Manifest, new_doc_id
+from .progress import snapshot
+
+
+def sha256_of(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def claim(paths: WatchPaths, src: Path, clock: Clock) -> Manifest | None:
+    """Move ``src`` into a new document record; None when another claimer took it first."""
+    now = clock.time()
+    doc_id = new_doc_id(now)
+    dp = paths.doc(doc_id)
+    manifest = Manifest(
+        doc_id=doc_id, watch=paths.name, name=src.name, rel_dir=paths.rel_dir_of(src),
+        claimed_at=iso(now), claimed_by=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    try:
+        dp.dir.mkdir(parents=True)
+        manifest.save(dp.manifest)
+        os.rename(src, dp.source)
+    except FileNotFoundError:
+        shutil.rmtree(dp.dir, ignore_errors=True)
+        return None  # another watcher won the rename
+    except (OSError, StorageError) as exc:
+        shutil.rmtree(dp.dir, ignore_errors=True)
+        raise StorageError(f"cannot claim {src}: {exc}") from exc
+    atomic.fsync_dir(dp.dir)
+    atomic.fsync_dir(src.parent)
+    complete_claim(paths, dp.dir.name, manifest, clock)
+    return manifest
+
+
+def complete_claim(paths: WatchPaths, doc_id: str, manifest: Manifest, clock: Clock) -> Outputs:
+    """Hash the original and reserve its output stem (again after a crash: idempotent)."""
+    dp = paths.doc(doc_id)
+    if manifest.sha256 is None:
+        manifest.size, manifest.sha256 = sha256_of(dp.source)
+    first = atomic.dumps(snapshot(manifest, None, None, clock.time()))
+    out = reserve_stem(paths, manifest.rel_dir, manifest.name, doc_id, first)
+    if manifest.stem != out.stem:
+        manifest.stem = out.stem
+        manifest.save(dp.manifest)
+    return out

@@ -1,0 +1,127 @@
+"""The `ocr-daemon` command line: run, watch, worker, config check, status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from . import config as config_mod
+from . import log
+from .errors import OcrDaemonError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    help=f"YAML configuration file (default: ${config_mod.CONFIG_ENV}).",
+)
+
+
+def _load(config_path: str | None) -> config_mod.Config:
+    cfg = config_mod.load(config_path)
+    log.configure(cfg.logging.level, cfg.logging.format)
+    return cfg
+
+
+def boundary(fn: F) -> F:
+    """Our errors end the command with their message, hint and exit code; no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OcrDaemonError as exc:
+            click.echo(f"ocr-daemon: {exc.message}", err=True)
+            if exc.hint and exc.hint not in exc.message:
+                click.echo(f"  hint: {exc.hint}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="ocr-daemon")
+def main() -> None:
+    """Watched-folder OCR: drop files into an inbox, read text and JSON in the outbox."""
+
+
+@main.command()
+@config_option
+@boundary
+def run(config_path: str | None) -> None:
+    """Everything on one host: embedded Redis (redis.url: embedded), workers and watcher."""
+    from .supervisor import run as run_all
+
+    sys.exit(run_all(_load(config_path)))
+
+
+@main.command()
+@config_option
+@boundary
+def watch(config_path: str | None) -> None:
+    """The watcher alone (intake, queueing, reaper) against a running Redis."""
+    from .supervisor import watch as watch_only
+
+    sys.exit(watch_only(_load(config_path)))
+
+
+@main.command()
+@config_option
+@click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: config).")
+@click.option("--concurrency", "-c", type=int, default=None, help="Pool size (default: config).")
+@click.option("--pool", "-P", type=click.Choice(["prefork", "threads", "solo"]), default=None)
+@click.option("--name", "-n", default=None, help="Celery node name, e.g. chunks1@%h.")
+@boundary
+def worker(config_path: str | None, queues: str | None, concurrency: int | None,
+           pool: str | None, name: str | None) -> None:
+    """A Celery worker of this app."""
+    from .worker import run_worker
+
+    cfg = _load(config_path)
+    sys.exit(run_worker(cfg, queues.split(",") if queues else None, concurrency, pool, name))
+
+
+@main.group("config")
+def config_group() -> None:
+    """Configuration tools."""
+
+
+@config_group.command("check")
+@config_option
+@boundary
+def config_check(config_path: str | None) -> None:
+    """Validate the configuration and print it resolved, secrets masked."""
+    cfg = config_mod.load(config_path)
+    click.echo(f"# {cfg.source}: valid")
+    click.echo(yaml.safe_dump(config_mod.redacted(cfg), sort_keys=False, allow_unicode=True))
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@boundary
+def status(config_path: str | None, as_json: bool) -> None:
+    """Documents in flight with their chunk states."""
+    from . import runtime
+    from .state import read_status
+
+    cfg = config_mod.load(config_path)
+    rt = runtime.build(cfg)
+    docs = read_status(rt.store)
+    if as_json:
+        click.echo(json.dumps([{"doc_id": d.doc_id, **d.fields,
+                                "chunks": [c.__dict__ for c in d.chunks]} for d in docs],
+                              indent=2))
+        return
+    if not docs:
+        click.echo("no documents in flight")
+    for d in docs:
+        done = sum(1 for c in d.chunks if c.state == "completed")
+        click.echo(f"{d.doc_id}  {d.fields.get('name', '?')}  {d.state}  "
+                   f"chunks {done}/{len(d.chunks)}")

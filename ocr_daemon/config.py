@@ -1,0 +1,291 @@
+"""Configuration: YAML file plus environment overrides, validated with key paths in every error."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+CONFIG_ENV = "OCR_DAEMON_CONFIG"
+OVERRIDE_PREFIX = "OCR_DAEMON__"
+EngineName = Literal["auto", "pdftext", "tesseract", "gemini"]
+DEFAULT_PATTERNS = ["*.pdf", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RedisConfig(_Model):
+    url: str = "embedded"
+    key_prefix: str = "ocrd:"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v == "embedded" or re.match(r"^(redis|rediss|redis\+socket|unix)://", v):
+            return v
+        raise ValueError("must be 'embedded' or a redis://host:port/db URL")
+
+
+class LoggingConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class WorkersConfig(_Model):
+    concurrency: Annotated[int, Field(ge=0)] = 0  # 0: one process per CPU
+    pool: Literal["prefork", "threads", "solo"] = "prefork"
+    queues: list[Literal["documents", "chunks", "default"]] = ["documents", "chunks", "default"]
+    soft_time_limit: PositiveInt = 600
+    time_limit: PositiveInt = 660
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    retry_backoff: PositiveFloat = 2.0
+    retry_backoff_max: PositiveFloat = 300.0
+
+    @model_validator(mode="after")
+    def _limits(self) -> WorkersConfig:
+        if self.time_limit <= self.soft_time_limit:
+            raise ValueError("time_limit must be greater than soft_time_limit")
+        return self
+
+
+class GeminiConfig(_Model):
+    model: str = "gemini-2.5-flash"
+    api_key_env: str = "GEMINI_API_KEY"
+    api_key_file: Path | None = None
+    base_url: str | None = None
+    timeout: PositiveFloat = 120.0
+    max_output_tokens: PositiveInt = 16384
+    thinking_budget: Annotated[int, Field(ge=0)] = 0
+    requests_per_minute: PositiveInt = 60
+    tokens_per_minute: PositiveInt = 1_000_000
+    prompt: str | None = None
+
+
+class TesseractConfig(_Model):
+    languages: str = "eng"
+    dpi: Annotated[int, Field(ge=50, le=1200)] = 300
+    timeout: PositiveFloat = 180.0
+
+
+class PdftextConfig(_Model):
+    min_chars: PositiveInt = 1  # a page with fewer non-space characters has no text layer
+
+
+class EnginesConfig(_Model):
+    gemini: GeminiConfig = GeminiConfig()
+    tesseract: TesseractConfig = TesseractConfig()
+    pdftext: PdftextConfig = PdftextConfig()
+
+
+class WatchConfig(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    root: Path
+    engine: EngineName = "auto"
+    engine_options: dict[str, Any] = {}
+    chunk_pages: PositiveInt = 10
+    chunk_threshold_pages: PositiveInt = 10
+    chunk_threshold_bytes: PositiveInt = 5 * 1024 * 1024
+    on_chunk_failure: Literal["fail", "partial"] = "fail"
+    on_success: Literal["archive", "delete"] = "archive"
+    patterns: list[str] = DEFAULT_PATTERNS
+    ignore: list[str] = []
+    recursive: bool = False
+    polling: bool = False
+    poll_interval: PositiveFloat = 2.0
+    settle_seconds: Annotated[float, Field(ge=0)] = 1.0
+    settle_checks: PositiveInt = 2
+    rescan_interval: PositiveFloat = 60.0
+    max_file_bytes: PositiveInt = 1024 * 1024 * 1024
+    max_pages: PositiveInt = 10_000
+    duplicates: Literal["process", "skip"] = "process"
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        root = (Path(base) / v.expanduser()).resolve()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"not a directory and cannot be created ({exc.strerror})") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise ValueError("directory is not writable by this user")
+        return root
+
+    @field_validator("engine_options")
+    @classmethod
+    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"model", "prompt", "languages", "dpi", "timeout", "max_output_tokens"}
+        unknown = sorted(set(v) - allowed)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+        return v
+
+    @property
+    def folders(self) -> dict[str, Path]:
+        return {n: self.root / n for n in ("inbox", "processing", "outbox", "failed", "archive")}
+
+
+class Config(_Model):
+    redis: RedisConfig = RedisConfig()
+    state_dir: Path = Path("state")
+    state_ttl: PositiveInt = 3600
+    stall_timeout: PositiveFloat = 300.0
+    max_document_attempts: PositiveInt = 3
+    logging: LoggingConfig = LoggingConfig()
+    workers: WorkersConfig = WorkersConfig()
+    engines: EnginesConfig = EnginesConfig()
+    watches: Annotated[list[WatchConfig], Field(min_length=1)]
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, v: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        path = (Path(base) / v.expanduser()).resolve()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"not a directory and cannot be created ({exc.strerror})") from None
+        return path
+
+    @model_validator(mode="after")
+    def _watches_apart(self) -> Config:
+        seen: dict[str, int] = {}
+        for i, w in enumerate(self.watches):
+            if w.name in seen:
+                raise ValueError(f"watches[{i}].name: duplicate of watches[{seen[w.name]}].name")
+            seen[w.name] = i
+        for i, a in enumerate(self.watches):
+            for j, b in enumerate(self.watches):
+                if i < j and (a.root == b.root or a.root in b.root.parents
+                              or b.root in a.root.parents):
+                    raise ValueError(f"watches[{j}].root: overlaps watches[{i}].root ({a.root})")
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (workers are started with it)."""
+        return self._source
+
+    def watch(self, name: str) -> WatchConfig:
+        for w in self.watches:
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = _format_loc(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if msg.startswith("watches[") and ": " in msg:  # already carries its own key path
+            lines.append(msg)
+        else:
+            lines.append(f"{loc}: {msg}" if loc else msg)
+    return lines
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any, var: str) -> None:
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError([f"{var}: no list item {key} to override"])
+            idx = int(key)
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        else:
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+
+
+def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """``OCR_DAEMON__REDIS__URL=redis://x`` sets redis.url; ``__0__`` indexes a list."""
+    for var in sorted(environ):
+        if not var.startswith(OVERRIDE_PREFIX):
+            continue
+        keys = [k.lower() for k in var[len(OVERRIDE_PREFIX):].split("__") if k]
+        if keys:
+            _set_path(data, keys, yaml.safe_load(environ[var]), var)
+    return data
+
+
+def parse(data: Any, base_dir: Path, source: Path | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): must be a mapping of keys"])
+    try:
+        cfg = Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+    cfg._source = source
+    return cfg
+
+
+def load(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load, override from the environment, and validate the configuration."""
+    env = dict(os.environ if environ is None else environ)
+    chosen = path or env.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError([f"no configuration: pass --config FILE or set ${CONFIG_ENV}"])
+    file = Path(chosen).expanduser().resolve()
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{file}: not valid YAML ({exc})"]) from None
+    if isinstance(raw, dict):
+        raw = apply_env_overrides(raw, env)
+    return parse(raw, file.parent, file)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a URL such as redis://:secret@host:6379/0."""
+    return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1***@", url)
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The resolved configuration as plain data, with secrets masked (for `config check`)."""
+    data = cfg.model_dump(mode="json")
+    data["redis"]["url"] = mask_url(data["redis"]["url"])
+    gem = data["engines"]["gemini"]
+    if gem.get("base_url"):
+        gem["base_url"] = mask_url(gem["base_url"])
+    key_present = bool(os.environ.get(cfg.engines.gemini.api_key_env))
+    gem["api_key"] = "***" if key_present else "(not set)"
+    return data

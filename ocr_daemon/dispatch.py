@@ -1,0 +1,123 @@
+"""Queue claimed documents; find claims on disk that were never queued and queue them."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import atomic, log
+from .claim import complete_claim
+from .clock import Clock, iso
+from .errors import OcrDaemonError, ServiceUnavailable
+from .layout import WatchPaths
+from .manifest import Manifest
+from .progress import ProgressPublisher
+from .state import QUEUED, StateStore
+
+# A record younger than this may belong to a claim happening right now (maybe on another host).
+CLAIM_GRACE_SECONDS = 60.0
+# A claim not queued after this long is queued by the sweep (Redis was down, or a crash).
+QUEUE_GRACE_SECONDS = 10.0
+
+Send = Callable[[str, str], str]  # (watch, doc_id) -> task id
+
+
+def celery_send(watch: str, doc_id: str) -> str:
+    """Send `process_document`; a broker that cannot be reached becomes ServiceUnavailable."""
+    from .tasks import process_document  # the Celery app is configured by then
+
+    try:
+        result = process_document.apply_async(
+            (watch, doc_id),
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception as exc:  # boundary to kombu/redis: any failure to publish
+        raise ServiceUnavailable(f"cannot queue {doc_id}: {type(exc).__name__}: {exc}") from exc
+    return str(result.id)
+
+
+class Dispatcher:
+    def __init__(self, store: StateStore, progress: ProgressPublisher, send: Send,
+                 clock: Clock) -> None:
+        self.store = store
+        self.progress = progress
+        self.send = send
+        self.clock = clock
+
+    def queue(self, paths: WatchPaths, manifest: Manifest) -> bool:
+        """Mark queued, send the task, record it on disk. False when Redis is unreachable."""
+        dp = paths.doc(manifest.doc_id)
+        logger = log.get(doc_id=manifest.doc_id, watch=paths.name)
+        previous = self.dispatch_record(dp.dispatch)
+        try:
+            self.store.set_doc(manifest.doc_id, state=QUEUED, watch=paths.name,
+                               name=manifest.name, stem=manifest.stem,
+                               created_at=manifest.claimed_at)
+            task_id = self.send(paths.name, manifest.doc_id)
+            self.store.set_doc(manifest.doc_id, task_id=task_id)
+        except ServiceUnavailable as exc:
+            logger.warning("queue_postponed", reason=exc.message)
+            return False
+        atomic.write_json(dp.dispatch, {
+            "task_id": task_id,
+            "queued_at": iso(self.clock.time()),
+            "attempts": previous.get("attempts", 0) + 1,
+        })
+        out = paths.outputs(manifest.rel_dir, manifest.stem or "", manifest.name)
+        with contextlib.suppress(OcrDaemonError):
+            self.progress.publish(out, manifest, None)
+        logger.info("document_queued", name=manifest.name, task_id=task_id)
+        return True
+
+    @staticmethod
+    def dispatch_record(path: Path) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = atomic.read_json(path)
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def sweep(self, paths: WatchPaths) -> int:
+        """Queue every claim in processing/ that was never queued; tidy abandoned claims."""
+        queued = 0
+        for entry in _dirs(paths.processing):
+            dp = paths.doc(entry.name)
+            if dp.dispatch.exists() or dp.outcome.exists():
+                continue
+            if not dp.source.exists():
+                _drop_abandoned(entry)
+                continue
+            if _age(dp.manifest) < QUEUE_GRACE_SECONDS:
+                continue
+            try:
+                manifest = Manifest.load(dp.manifest)
+            except (FileNotFoundError, ValueError, TypeError):
+                continue  # a claim in progress, or damaged: left for a person (logged by status)
+            complete_claim(paths, dp.doc_id, manifest, self.clock)
+            queued += self.queue(paths, manifest)
+        return queued
+
+
+def _dirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _drop_abandoned(entry: Path) -> None:
+    """A record without its original: a claim that lost the rename or crashed before it."""
+    if _age(entry) > CLAIM_GRACE_SECONDS:
+        shutil.rmtree(entry, ignore_errors=True)

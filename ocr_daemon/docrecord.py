@@ -1,0 +1,94 @@
+"""One claimed document as the workers see it: its record on disk and its live state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import atomic
+from .clock import iso
+from .config import WatchConfig
+from .layout import DocPaths, Outputs, WatchPaths
+from .manifest import Manifest, Plan
+from .runtime import Runtime
+from .state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
+
+
+@dataclass
+class Doc:
+    watch: WatchConfig
+    paths: WatchPaths
+    dp: DocPaths
+    manifest: Manifest
+
+    @property
+    def doc_id(self) -> str:
+        return self.manifest.doc_id
+
+    @property
+    def out(self) -> Outputs:
+        stem = self.manifest.stem
+        if stem is None:  # the claimer always reserves a stem before queueing
+            raise RuntimeError(f"document {self.doc_id} has no output stem")
+        return self.paths.outputs(self.manifest.rel_dir, stem, self.manifest.name)
+
+    def plan(self) -> Plan | None:
+        try:
+            return Plan.load(self.dp.plan)
+        except FileNotFoundError:
+            return None
+
+    def outcome(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = atomic.read_json(self.dp.outcome)
+            return data
+        except FileNotFoundError:
+            return None
+
+
+def load(rt: Runtime, watch_name: str, doc_id: str) -> Doc | None:
+    """The document's record, or None when it is gone (finished: nothing left to do)."""
+    watch, paths = rt.watch(watch_name)
+    dp = paths.doc(doc_id)
+    try:
+        manifest = Manifest.load(dp.manifest)
+    except FileNotFoundError:
+        return None
+    return Doc(watch, paths, dp, manifest)
+
+
+def chunk_state_on_disk(doc: Doc, index: int) -> str:
+    if doc.dp.chunk_result(index).exists():
+        return COMPLETED
+    if error_file(doc, index).exists():
+        return FAILED
+    return QUEUED
+
+
+def error_file(doc: Doc, index: int) -> Any:
+    return doc.dp.results / f"{index:05d}.error.json"
+
+
+def ensure_live(rt: Runtime, doc: Doc, plan: Plan | None) -> None:
+    """Recreate the document's Redis state from disk when it is missing (a flushed Redis)."""
+    if rt.store.get(doc.doc_id) is not None:
+        return
+    rt.store.set_doc(
+        doc.doc_id, state=PROCESSING if plan else QUEUED, watch=doc.watch.name,
+        name=doc.manifest.name, stem=doc.manifest.stem,
+        created_at=doc.manifest.claimed_at, restored_at=iso(rt.clock.time()),
+    )
+    if plan:
+        init_chunks(rt, doc, plan)
+
+
+def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
+    rt.store.init_chunks(doc.doc_id, [
+        ChunkState(index=c.index, pages=[c.first_page, c.last_page],
+                   state=chunk_state_on_disk(doc, c.index))
+        for c in plan.chunks
+    ])
+
+
+def publish(rt: Runtime, doc: Doc, plan: Plan | None = None) -> dict[str, Any]:
+    return rt.progress.publish(doc.out, doc.manifest, plan if plan else doc.plan())

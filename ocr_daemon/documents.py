@@ -1,0 +1,39 @@
+"""Start a document: resume an ending in progress, or validate and plan it."""
+
+from __future__ import annotations
+
+from . import log
+from .clock import iso
+from .docrecord import Doc, ensure_live, init_chunks, publish
+from .errors import DocumentError
+from .finish import carry_out, fail_document
+from .manifest import Plan
+from .planning import make_plan
+from .runtime import Runtime
+from .state import PROCESSING
+
+
+def start_document(rt: Runtime, doc: Doc, task_id: str | None) -> Plan | None:
+    """The document's plan when there is work to do; None when it has ended."""
+    logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, task_id=task_id)
+    outcome = doc.outcome()
+    plan = doc.plan()
+    if outcome is not None:  # an ending was decided and interrupted: finish it
+        carry_out(rt, doc, plan, outcome)
+        return None
+    ensure_live(rt, doc, plan)
+    rt.store.set_doc(doc.doc_id, state=PROCESSING, task_id=task_id,
+                     started_at=plan.started_at if plan else iso(rt.clock.time()))
+    if plan is None:
+        try:
+            plan = make_plan(doc, rt.clock.time())
+        except DocumentError as exc:
+            logger.warning("document_rejected", code=exc.code, message=exc.message)
+            fail_document(rt, doc, exc)
+            return None
+        plan.save(doc.dp.plan)
+        logger.info("document_planned", mime=plan.mime, pages=plan.pages,
+                    chunks=len(plan.chunks))
+    init_chunks(rt, doc, plan)
+    publish(rt, doc, plan)
+    return plan

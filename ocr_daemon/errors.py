@@ -1,0 +1,170 @@
+"""The one error hierarchy: every error says its code, whether it is retryable, and what to do."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OcrDaemonError(Exception):
+    """Base of every error the daemon raises on purpose.
+
+    ``code`` is a stable machine-readable name (it goes into error sidecars), ``retryable``
+    says whether trying the same thing later may succeed, ``hint`` tells the user what to do
+    and ``exit_code`` is what the CLI exits with when the error reaches it.
+    """
+
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+    hint: ClassVar[str] = "This is a bug in ocr-daemon: please report it with the logs."
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "hint": self.hint,
+        }
+
+
+# --- configuration and environment -------------------------------------------------------
+
+
+class ConfigError(OcrDaemonError):
+    """The configuration is invalid; ``problems`` lists ``key.path: reason`` lines."""
+
+    code = "config_invalid"
+    hint = "Fix the listed keys in the configuration file (see config/ocr-daemon.example.yaml)."
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class MissingDependency(OcrDaemonError):
+    """A program the daemon needs (redis-server, tesseract) is not installed."""
+
+    code = "missing_dependency"
+    exit_code = 3
+
+
+class ServiceUnavailable(OcrDaemonError):
+    """Redis (or another service) cannot be reached right now."""
+
+    code = "service_unavailable"
+    retryable = True
+    hint = "Check that Redis is running and reachable at redis.url; work resumes when it is."
+    exit_code = 4
+
+
+# --- one document's input ----------------------------------------------------------------
+
+
+class DocumentError(OcrDaemonError):
+    """Permanent for this input: the document goes to failed/ with this error."""
+
+    code = "document_error"
+    hint = "Check the file; fix it and drop it into the inbox again."
+
+
+class EmptyFile(DocumentError):
+    code = "empty_file"
+    hint = "The file has no content (zero bytes): the upload may have failed; send it again."
+
+
+class UnsupportedType(DocumentError):
+    code = "unsupported_type"
+    hint = "Only PDF, PNG, JPEG and TIFF files are processed (decided from the content)."
+
+
+class CorruptDocument(DocumentError):
+    code = "corrupt_document"
+    hint = "The file is damaged or truncated: export or scan it again."
+
+
+class EncryptedDocument(DocumentError):
+    code = "encrypted_document"
+    hint = "The PDF needs a password to open: remove the password and drop it again."
+
+
+class TooLarge(DocumentError):
+    code = "too_large"
+    hint = "Split the document or raise the limit (max_pages / max_file_bytes) for this watch."
+
+
+class NoTextLayer(DocumentError):
+    code = "no_text_layer"
+    hint = "Use engine tesseract, gemini or auto for scanned documents."
+
+
+class PageFailed(DocumentError):
+    """The engine could not produce text for a page (refusal, unreadable image)."""
+
+    code = "page_failed"
+
+
+class ChunksFailed(DocumentError):
+    """Some chunks failed for good and the watch's on_chunk_failure policy is `fail`."""
+
+    code = "chunks_failed"
+
+
+class Cancelled(DocumentError):
+    code = "cancelled"
+    hint = "The document was cancelled; use `ocr-daemon retry` to process it again."
+
+
+# --- engines ------------------------------------------------------------------------------
+
+
+class EngineError(OcrDaemonError):
+    code = "engine_error"
+
+
+class TransientEngineError(EngineError):
+    """Try again later: rate limits, timeouts, 5xx, connection errors."""
+
+    code = "engine_transient"
+    retryable = True
+    hint = "A temporary engine problem; the daemon retries with backoff."
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineUnavailable(EngineError):
+    """Permanent for the engine (bad API key, engine not installed): stop sending to it."""
+
+    code = "engine_unavailable"
+    hint = "Check the engine's configuration (API key, installed programs)."
+
+
+# --- storage -----------------------------------------------------------------------------
+
+
+class StorageError(OcrDaemonError):
+    """A folder is full or not writable: the document waits and retries, original kept."""
+
+    code = "storage_error"
+    retryable = True
+    hint = "Free disk space or fix permissions on the watch folders; the document is retried."
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """The error record for any exception reaching a boundary (unknown ones are bugs)."""
+    if isinstance(exc, OcrDaemonError):
+        return exc.to_dict()
+    return {
+        "code": OcrDaemonError.code,
+        "message": f"{type(exc).__name__}: {exc}",
+        "retryable": False,
+        "hint": OcrDaemonError.hint,
+    }

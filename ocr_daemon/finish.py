@@ -1,0 +1,184 @@
+"""Finish a document: aggregate chunk results, write outputs or fail it, archive the original.
+
+Every ending is first decided and recorded (processing/<doc_id>/outcome.json), then carried
+out step by step; each step can run again, so a redelivered or interrupted finish ends with
+the same files, never duplicates.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import atomic, log
+from .clock import iso
+from .docrecord import Doc, chunk_state_on_disk, error_file, publish
+from .errors import ChunksFailed, OcrDaemonError
+from .layout import free_name
+from .manifest import Plan
+from .progress import source_info
+from .runtime import Runtime
+from .state import CANCELLED, COMPLETED, FAILED, QUEUED
+
+RESULT_SCHEMA = "ocr-daemon/result/v1"
+ERROR_SCHEMA = "ocr-daemon/error/v1"
+
+
+class ChunksMissing(Exception):
+    """Aggregate asked for before every chunk has ended (only the reaper may see this)."""
+
+
+def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
+    """Page records in page order (missing pages as empty, flagged) and chunk warnings."""
+    pages: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for spec in plan.chunks:
+        try:
+            result = atomic.read_json(doc.dp.chunk_result(spec.index))
+        except FileNotFoundError:
+            pages += [{"number": n, "text": "", "engine": None, "missing": True}
+                      for n in spec.pages]
+            continue
+        pages += result["pages"]
+        warnings += result.get("warnings", [])
+    return pages, warnings
+
+
+def _chunk_errors(doc: Doc, plan: Plan) -> list[dict[str, Any]]:
+    errors = []
+    for spec in plan.chunks:
+        path = error_file(doc, spec.index)
+        if path.exists():
+            errors.append({"index": spec.index, "pages": [spec.first_page, spec.last_page],
+                           "error": atomic.read_json(path)["error"]})
+    return errors
+
+
+def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
+    """Decide the ending from the chunk files on disk, then carry it out (under a lock)."""
+    with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
+        if not doc.dp.manifest.exists():
+            return "gone"
+        outcome = doc.outcome()
+        if outcome is None:
+            missing = [s.index for s in plan.chunks if chunk_state_on_disk(doc, s.index) == QUEUED]
+            if missing:
+                raise ChunksMissing(f"chunks {missing} have not ended")
+            errors = _chunk_errors(doc, plan)
+            if errors and doc.watch.on_chunk_failure == "fail":
+                first = errors[0]["error"]
+                exc = ChunksFailed(
+                    f"{len(errors)} of {len(plan.chunks)} chunks failed; first: "
+                    f"pages {errors[0]['pages'][0]}-{errors[0]['pages'][1]}: {first['message']}",
+                    hint=first.get("hint"),
+                )
+                outcome = decide(rt, doc, FAILED, error=exc.to_dict(), chunk_errors=errors)
+            else:
+                lost = [f"pages {e['pages'][0]}-{e['pages'][1]} missing: {e['error']['message']}"
+                        for e in errors]
+                outcome = decide(rt, doc, COMPLETED, warnings=lost, chunk_errors=errors)
+        return carry_out(rt, doc, plan, outcome)
+
+
+def fail_document(rt: Runtime, doc: Doc, exc: OcrDaemonError, plan: Plan | None = None,
+                  state: str = FAILED) -> str:
+    """End a document as failed (or cancelled) with ``exc`` as its reason."""
+    with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
+        if not doc.dp.manifest.exists():
+            return "gone"
+        outcome = doc.outcome() or decide(rt, doc, state, error=exc.to_dict(),
+                                          chunk_errors=_chunk_errors(doc, plan) if plan else [])
+        return carry_out(rt, doc, plan, outcome)
+
+
+def decide(rt: Runtime, doc: Doc, state: str, **details: Any) -> dict[str, Any]:
+    out = doc.out
+    if state == COMPLETED:
+        target: Path | None = (free_name(out.archive, doc.manifest.name, doc.doc_id)
+                               if doc.watch.on_success == "archive" else None)
+    else:
+        target = free_name(out.failed, out.original_name, doc.doc_id)
+    outcome = {
+        "state": state,
+        "original_to": str(target.relative_to(doc.paths.root)) if target else None,
+        "decided_at": iso(rt.clock.time()),
+        **details,
+    }
+    atomic.write_json(doc.dp.outcome, outcome)
+    return outcome
+
+
+def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> str:
+    state: str = outcome["state"]
+    if state == COMPLETED and plan is not None:
+        _complete(rt, doc, plan, outcome)
+    else:
+        _fail(rt, doc, plan, outcome)
+    shutil.rmtree(doc.dp.dir, ignore_errors=True)
+    log.get(doc_id=doc.doc_id, watch=doc.watch.name).info(
+        "document_" + state, original_to=outcome["original_to"],
+        error=(outcome.get("error") or {}).get("code"))
+    return state
+
+
+def _move_original(doc: Doc, outcome: dict[str, Any]) -> None:
+    if not doc.dp.source.exists():
+        return  # moved by an earlier, interrupted run of these steps
+    if outcome["original_to"] is None:
+        doc.dp.source.unlink()
+    else:
+        atomic.move(doc.dp.source, doc.paths.root / outcome["original_to"])
+
+
+def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> None:
+    out = doc.out
+    pages, warnings = _pages(doc, plan)
+    warnings = plan.warnings + warnings + outcome.get("warnings", [])
+    atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
+    now = iso(rt.clock.time())
+    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
+    publish(rt, doc, plan)
+    live = rt.store.get(doc.doc_id)
+    attempts = {c.index: c.attempts for c in live.chunks} if live else {}
+    atomic.write_json(out.result, {
+        "schema": RESULT_SCHEMA,
+        "doc_id": doc.doc_id,
+        "watch": doc.watch.name,
+        "source": source_info(doc.manifest, plan),
+        "engine": doc.watch.engine,
+        "pages": pages,
+        "chunks": [{"index": c.index, "pages": [c.first_page, c.last_page],
+                    "attempts": attempts.get(c.index)} for c in plan.chunks],
+        "chunk_errors": outcome.get("chunk_errors", []),
+        "text_file": out.text.name,
+        "started_at": plan.started_at,
+        "finished_at": now,
+        "warnings": warnings,
+    })
+    _move_original(doc, outcome)
+
+
+def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> None:
+    out = doc.out
+    _move_original(doc, outcome)
+    if plan is not None:
+        pages, _ = _pages(doc, plan)
+        if any(not p.get("missing") for p in pages):
+            atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
+    now = iso(rt.clock.time())
+    atomic.write_json(out.error, {
+        "schema": ERROR_SCHEMA,
+        "doc_id": doc.doc_id,
+        "watch": doc.watch.name,
+        "state": outcome["state"],
+        "source": source_info(doc.manifest, plan),
+        "original": outcome["original_to"],
+        "error": outcome["error"],
+        "chunk_errors": outcome.get("chunk_errors", []),
+        "partial_text": out.partial_text.name if out.partial_text.exists() else None,
+        "failed_at": now,
+    })
+    state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
+    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
+    publish(rt, doc, plan)

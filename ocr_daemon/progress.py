@@ -1,0 +1,107 @@
+"""The progress sidecar: one snapshot of a document's state, rewritten atomically on each change."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from . import atomic
+from .clock import Clock, iso
+from .layout import Outputs
+from .manifest import Manifest, Plan
+from .state import (
+    CHUNK_STATES,
+    COMPLETED,
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    TERMINAL,
+    ChunkState,
+    DocState,
+    StateStore,
+)
+
+SCHEMA = "ocr-daemon/progress/v1"
+
+
+def percentage(state: str, chunks: list[ChunkState]) -> int:
+    """completed: 100; otherwise the share of pages in finished chunks (at most 99)."""
+    if state == COMPLETED:
+        return 100
+    total = sum(c.pages[1] - c.pages[0] + 1 for c in chunks)
+    if not total:
+        return 0
+    done = sum(c.pages[1] - c.pages[0] + 1 for c in chunks if c.state in (COMPLETED, FAILED))
+    return min(99, (100 * done) // total)
+
+
+def source_info(manifest: Manifest, plan: Plan | None) -> dict[str, Any]:
+    return {
+        "name": manifest.name,
+        "path": manifest.rel_path,
+        "sha256": manifest.sha256,
+        "size": manifest.size,
+        "mime": plan.mime if plan else None,
+        "pages": plan.pages if plan else None,
+    }
+
+
+def snapshot(manifest: Manifest, plan: Plan | None, live: DocState | None,
+             now: float) -> dict[str, Any]:
+    fields = live.fields if live else {}
+    chunks = live.chunks if live else []
+    state = fields.get("state", QUEUED)
+    counts = {s: sum(1 for c in chunks if c.state == s) for s in CHUNK_STATES}
+    return {
+        "schema": SCHEMA,
+        "doc_id": manifest.doc_id,
+        "watch": manifest.watch,
+        "source": source_info(manifest, plan),
+        "state": state,
+        "progress_percentage": percentage(state, chunks),
+        "chunks": {
+            "total": len(chunks) if chunks else (len(plan.chunks) if plan else 0),
+            "completed": counts[COMPLETED],
+            "failed": counts[FAILED],
+            "processing": counts[PROCESSING],
+            "queued": counts[QUEUED],
+            "items": [
+                {
+                    "index": c.index,
+                    "pages": c.pages,
+                    "state": c.state,
+                    "attempts": c.attempts,
+                    "error": c.error,
+                    "started_at": c.started_at,
+                    "finished_at": c.finished_at,
+                }
+                for c in chunks
+            ],
+        },
+        "task_id": fields.get("task_id"),
+        "error": live.error() if live else None,
+        "created_at": fields.get("created_at") or manifest.claimed_at,
+        "started_at": fields.get("started_at"),
+        "finished_at": fields.get("finished_at"),
+        "updated_at": iso(now),
+    }
+
+
+class ProgressPublisher:
+    """Writes the sidecar from the live state, one writer at a time per document."""
+
+    def __init__(self, store: StateStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def publish(self, out: Outputs, manifest: Manifest, plan: Plan | None) -> dict[str, Any]:
+        with self.store.lock(f"progress:{manifest.doc_id}", timeout=10):
+            live = self.store.get(manifest.doc_id)
+            data = snapshot(manifest, plan, live, self.clock.time())
+            if data["state"] == FAILED or data["state"] in TERMINAL - {COMPLETED}:
+                atomic.write_json(out.failed_progress, data)
+                with contextlib.suppress(FileNotFoundError):
+                    out.progress.unlink()
+            else:
+                atomic.write_json(out.progress, data)
+        return data

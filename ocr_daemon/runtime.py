@@ -1,0 +1,42 @@
+"""The collaborators of one process (config, state store, progress, clock, engines), built once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import engines, redis_conn
+from .clock import Clock, SystemClock
+from .config import Config, WatchConfig
+from .engines import Engine
+from .layout import WatchPaths
+from .progress import ProgressPublisher
+from .state import StateStore
+
+
+@dataclass
+class Runtime:
+    cfg: Config
+    store: StateStore
+    progress: ProgressPublisher
+    clock: Clock
+    engine_factory: Callable[[Config, WatchConfig], Engine] = engines.build
+    _engines: dict[str, Engine] = field(default_factory=dict)
+
+    def watch(self, name: str) -> tuple[WatchConfig, WatchPaths]:
+        watch = self.cfg.watch(name)
+        return watch, WatchPaths.of(watch)
+
+    def engine(self, watch: WatchConfig) -> Engine:
+        if watch.name not in self._engines:
+            self._engines[watch.name] = self.engine_factory(self.cfg, watch)
+        return self._engines[watch.name]
+
+
+def build(cfg: Config, clock: Clock | None = None,
+          engine_factory: Callable[[Config, WatchConfig], Engine] | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    client = redis_conn.client(redis_conn.resolve_url(cfg))
+    store = StateStore(client, cfg.redis.key_prefix, cfg.state_ttl, clock)
+    return Runtime(cfg, store, ProgressPublisher(store, clock), clock,
+                   engine_factory or engines.build)

@@ -1,0 +1,152 @@
+"""`ocr-daemon run` and `watch`: start Redis, workers and the watcher; stop them cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+from . import celery_app, log, redis_conn, runtime
+from .config import Config
+from .dispatch import Dispatcher, celery_send
+from .embedded_redis import EmbeddedRedis
+from .procs import die_with_parent, instance_lock
+from .watcher import Watcher
+
+RESTART_DELAY = 2.0
+
+
+class Stopper:
+    """SIGTERM/SIGINT set the stop event; a second signal asks for a fast (cold) stop."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signals = 0
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals += 1
+        log.get().info("stop_requested", signal=signal.Signals(signum).name, count=self.signals)
+        self.event.set()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+
+class WorkerProcess:
+    """One `ocr-daemon worker` child, restarted when it dies."""
+
+    def __init__(self, cfg: Config, url: str, index: int) -> None:
+        assert cfg.source is not None
+        self.argv = [sys.executable, "-m", "ocr_daemon", "worker", "--config", str(cfg.source),
+                     "--name", f"ocrd{index}-{os.getpid()}@%h"]
+        self.env = {**os.environ, "OCR_DAEMON__REDIS__URL": url, "OMP_THREAD_LIMIT": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.died_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
+        log.get().info("worker_started", pid=self.proc.pid)
+
+    def check(self) -> None:
+        if self.proc is None or self.proc.poll() is None:
+            return
+        now = time.monotonic()
+        if self.died_at is None:
+            log.get().warning("worker_died", pid=self.proc.pid, returncode=self.proc.returncode)
+            self.died_at = now
+        elif now - self.died_at >= RESTART_DELAY:
+            self.died_at = None
+            self.start()
+
+    def stop(self, cold: bool) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT if cold else signal.SIGTERM)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _stop_workers(workers: list[WorkerProcess], stopper: Stopper, grace: float) -> None:
+    """Warm shutdown (running tasks finish); another Ctrl-C or the grace period makes it cold."""
+    log.get().info("stopping_workers", workers=len(workers))
+    for worker in workers:
+        worker.stop(cold=stopper.signals > 1)
+    deadline = time.monotonic() + grace
+    cold_sent = stopper.signals > 1
+    while any(w.running() for w in workers) and time.monotonic() < deadline:
+        if stopper.signals > 1 and not cold_sent:
+            log.get().info("cold_stop")
+            for worker in workers:
+                worker.stop(cold=True)
+            cold_sent = True
+        time.sleep(0.1)
+    for worker in workers:
+        worker.wait(5)
+
+
+def _watch_loop(cfg: Config, url: str, stopper: Stopper, on_tick: object = None) -> None:
+    celery_app.configure(cfg, url)
+    rt = runtime.build(cfg)
+    dispatcher = Dispatcher(rt.store, rt.progress, celery_send, rt.clock)
+    watcher = Watcher(cfg.watches, dispatcher, rt.clock)
+    for w in cfg.watches:
+        log.get(watch=w.name).info("watching", inbox=str(w.root / "inbox"), engine=w.engine)
+    watcher.run(stopper.event, on_tick if callable(on_tick) else None)
+
+
+def run(cfg: Config) -> int:
+    """Everything on one host: embedded Redis (if configured), workers, watcher."""
+    stopper = Stopper()
+    stopper.install()
+    with instance_lock(cfg.state_dir / "run.lock"):
+        redis_server: EmbeddedRedis | None = None
+        if cfg.redis.url == "embedded":
+            redis_server = EmbeddedRedis(cfg.state_dir, redis_conn.embedded_url_file(cfg))
+            url = redis_server.start()
+        else:
+            url = cfg.redis.url
+        workers = [WorkerProcess(cfg, url, 0)]
+        for worker in workers:
+            worker.start()
+
+        def tick() -> None:
+            if redis_server is not None and not redis_server.alive() and not stopper.event.is_set():
+                log.get().warning("redis_died_restarting")
+                redis_server.start()
+            for worker in workers:
+                worker.check()
+
+        try:
+            _watch_loop(cfg, url, stopper, tick)
+        finally:
+            _stop_workers(workers, stopper, grace=cfg.workers.time_limit + 30)
+            if redis_server is not None:
+                redis_server.stop()
+    log.get().info("stopped")
+    return 0
+
+
+def watch(cfg: Config) -> int:
+    """The watcher alone (one systemd unit), against an external or already-running Redis."""
+    stopper = Stopper()
+    stopper.install()
+    url = redis_conn.resolve_url(cfg)
+    with contextlib.suppress(KeyboardInterrupt):
+        _watch_loop(cfg, url, stopper)
+    return 0

@@ -1,0 +1,96 @@
+"""Celery tasks: thin wrappers over plain functions; payloads are watch names, ids and indexes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Task, chord, group
+
+from . import chunkwork, docrecord, finish, log, runtime
+from .celery_app import app, current_config
+from .chunkwork import ChunkOutcome
+from .documents import start_document
+from .errors import OcrDaemonError, describe
+from .retrying import backoff
+from .state import FAILED
+
+_runtime: tuple[int, runtime.Runtime] | None = None
+
+
+def worker_runtime() -> runtime.Runtime:
+    """One Runtime per process (built after fork: Redis connections are not shared)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        _runtime = (os.getpid(), runtime.build(current_config()))
+    return _runtime[1]
+
+
+def _retry(task: Task, exc: OcrDaemonError) -> Any:
+    w = current_config().workers
+    delay = backoff(task.request.retries, w.retry_backoff, w.retry_backoff_max,
+                    getattr(exc, "retry_after", None))
+    return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries)
+
+
+@app.task(bind=True, name="ocr_daemon.process_document")
+def process_document(self: Task, watch: str, doc_id: str) -> None:
+    rt = worker_runtime()
+    doc = docrecord.load(rt, watch, doc_id)
+    if doc is None:
+        return  # already ended: a redelivery has nothing to do
+    try:
+        plan = start_document(rt, doc, self.request.id)
+        if plan is None:
+            return
+        if not plan.chunked:
+            may_retry = self.request.retries < current_config().workers.max_retries
+            chunkwork.run_chunk(rt, doc, plan, 0, may_retry=may_retry)
+            finish.aggregate(rt, doc, plan)
+            return
+        chord(
+            group(process_chunk.s(watch, doc_id, c.index) for c in plan.chunks),
+            aggregate_chunks.s(watch, doc_id),
+        ).apply_async()
+    except OcrDaemonError as exc:
+        if not exc.retryable:
+            raise
+        raise _retry(self, exc) from exc
+
+
+@app.task(bind=True, name="ocr_daemon.process_chunk")
+def process_chunk(self: Task, watch: str, doc_id: str, index: int) -> dict[str, Any]:
+    rt = worker_runtime()
+    doc = docrecord.load(rt, watch, doc_id)
+    plan = doc.plan() if doc else None
+    if doc is None or plan is None:
+        return ChunkOutcome(index, "gone").to_dict()
+    may_retry = self.request.retries < current_config().workers.max_retries
+    try:
+        return chunkwork.run_chunk(rt, doc, plan, index, may_retry=may_retry).to_dict()
+    except Exception as exc:  # boundary: a chord member must return, or the aggregate never runs
+        if isinstance(exc, OcrDaemonError) and exc.retryable and may_retry:
+            raise _retry(self, exc) from exc
+        if not isinstance(exc, OcrDaemonError):
+            log.get(doc_id=doc_id, chunk=index).exception("chunk_crashed")
+        try:
+            return chunkwork.record_failure(rt, doc, plan, index, describe(exc)).to_dict()
+        except OcrDaemonError:  # Redis down: the error file on disk is what the aggregate reads
+            return ChunkOutcome(index, FAILED, describe(exc)).to_dict()
+
+
+@app.task(bind=True, name="ocr_daemon.aggregate_chunks", max_retries=None)
+def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str) -> str:
+    rt = worker_runtime()
+    doc = docrecord.load(rt, watch, doc_id)
+    plan = doc.plan() if doc else None
+    if doc is None or plan is None:
+        return "gone"
+    try:
+        return finish.aggregate(rt, doc, plan)
+    except finish.ChunksMissing as exc:  # a duplicate chunk delivery fired the chord early
+        raise self.retry(exc=exc, countdown=5, max_retries=60) from exc
+    except OcrDaemonError as exc:
+        if not exc.retryable:
+            raise
+        raise _retry(self, exc) from exc

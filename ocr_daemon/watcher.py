@@ -1,0 +1,182 @@
+"""The watcher: inotify or polling events plus scans feed candidates; settled files are claimed."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from . import log
+from .claim import claim
+from .clock import Clock
+from .config import WatchConfig
+from .dispatch import Dispatcher
+from .errors import OcrDaemonError
+from .filters import Rules, regular_file
+from .layout import WatchPaths
+from .settle import Settler
+from .writers import open_for_writing
+
+TICK_SECONDS = 0.1
+SWEEP_SECONDS = 10.0
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
+        if isinstance(event, DirCreatedEvent | DirMovedEvent):
+            self.intake.scan(Path(path))  # a folder moved in: its files sent no events
+        elif not event.is_directory and event.event_type != "deleted":
+            self.intake.notify(path)
+
+
+class Intake:
+    """One watch's inbox: candidates, settling, claiming."""
+
+    def __init__(self, watch: WatchConfig, dispatcher: Dispatcher, clock: Clock) -> None:
+        self.watch = watch
+        self.paths = WatchPaths.of(watch)
+        self.rules = Rules(watch)
+        self.settler = Settler(watch.settle_seconds, watch.settle_checks)
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.log = log.get(watch=watch.name)
+        self._lock = threading.Lock()
+        self._candidates: set[str] = set()
+        self._reported: set[str] = set()
+        self.observer: BaseObserver | None = None
+
+    def start(self) -> None:
+        self.paths.ensure()
+        self.observer = (PollingObserver(timeout=self.watch.poll_interval) if self.watch.polling
+                         else Observer())
+        self.observer.schedule(_Events(self), str(self.paths.inbox),
+                               recursive=self.watch.recursive)
+        self.observer.start()
+        self.scan(self.paths.inbox)
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+
+    def notify(self, path: str) -> None:
+        with self._lock:
+            self._candidates.add(path)
+
+    def scan(self, folder: Path) -> None:
+        """Add every file under ``folder`` (the startup scan, rescans, folders moved in)."""
+        for dirpath, dirnames, filenames in os.walk(folder):
+            here = Path(dirpath)
+            if not self.watch.recursive and here != self.paths.inbox:
+                dirnames[:] = []
+                continue
+            dirnames[:] = [d for d in dirnames if not self.rules.dir_ignored(d)]
+            for name in filenames:
+                self.notify(str(here / name))
+
+    def tick(self, writers: _Writers) -> None:
+        with self._lock:
+            todo, self._candidates = self._candidates | set(self.settler.pending()), set()
+        now = self.clock.monotonic()
+        for path in sorted(todo):
+            self._consider(path, now, writers)
+
+    def _consider(self, path: str, now: float, writers: _Writers) -> None:
+        p = Path(path)
+        if not self.rules.path_accepted(self.paths.inbox, p):
+            self.settler.forget(path)
+            return
+        st = regular_file(p)
+        if st is None:
+            self.settler.forget(path)
+            if os.path.lexists(path) and path not in self._reported:
+                self._reported.add(path)  # a link, FIFO, socket, device or folder: left alone
+                self.log.warning("not_a_regular_file", path=path)
+            return
+        if not self.settler.observe(path, st, now):
+            if self.settler.unsettled_too_long(path, now):
+                self.log.warning("file_keeps_changing", path=path)
+            return
+        if path in writers.found():
+            self.settler.restart(path, now)
+            return
+        self.settler.forget(path)
+        try:
+            manifest = claim(self.paths, p, self.clock)
+        except OcrDaemonError as exc:
+            self.log.error("claim_failed", path=path, **exc.to_dict())
+            return
+        if manifest is not None:
+            self.dispatcher.queue(self.paths, manifest)
+
+    def sweep(self) -> None:
+        self.dispatcher.sweep(self.paths)
+
+
+class _Writers:
+    """Files open for writing, read from /proc at most once per tick and only when needed."""
+
+    def __init__(self, roots: tuple[str, ...]) -> None:
+        self.roots = roots
+        self._found: set[str] | None = None
+
+    def found(self) -> set[str]:
+        if self._found is None:
+            self._found = open_for_writing(self.roots)
+        return self._found
+
+
+class Watcher:
+    """Every watch of the configuration, driven by one loop."""
+
+    def __init__(self, watches: list[WatchConfig], dispatcher: Dispatcher, clock: Clock) -> None:
+        self.intakes = [Intake(w, dispatcher, clock) for w in watches]
+        self.clock = clock
+
+    def _guarded(self, what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception:  # boundary: one bad round must not stop the watcher
+            log.get().exception("watcher_error", step=what)
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], object] | None = None) -> None:
+        for intake in self.intakes:
+            intake.start()
+            self._guarded("sweep", intake.sweep)
+        roots = tuple(str(i.paths.inbox) + os.sep for i in self.intakes)
+        next_sweep = self.clock.monotonic() + SWEEP_SECONDS
+        next_rescan = {id(i): self.clock.monotonic() + i.watch.rescan_interval
+                       for i in self.intakes}
+        try:
+            while not stop.wait(TICK_SECONDS):
+                writers = _Writers(roots)
+                now = self.clock.monotonic()
+                for intake in self.intakes:
+                    if now >= next_rescan[id(intake)]:
+                        self._guarded("rescan", lambda i=intake: i.scan(i.paths.inbox))
+                        next_rescan[id(intake)] = now + intake.watch.rescan_interval
+                    self._guarded("tick", lambda i=intake, w=writers: i.tick(w))
+                if now >= next_sweep:
+                    for intake in self.intakes:
+                        self._guarded("sweep", intake.sweep)
+                    next_sweep = now + SWEEP_SECONDS
+                if on_tick is not None:
+                    self._guarded("on_tick", on_tick)
+        finally:
+            for intake in self.intakes:
+                intake.stop()

@@ -1,0 +1,33 @@
+"""`ocr-daemon worker`: a Celery worker of our app with the configured pool and queues."""
+
+from __future__ import annotations
+
+import os
+
+from . import celery_app
+from .config import Config
+
+
+def worker_argv(cfg: Config, queues: list[str] | None, concurrency: int | None,
+                pool: str | None, name: str | None) -> list[str]:
+    w = cfg.workers
+    argv = [
+        "worker",
+        "--queues", ",".join(queues or w.queues),
+        "--pool", pool or w.pool,
+        "--concurrency", str(concurrency or w.concurrency or os.cpu_count() or 1),
+        "--loglevel", cfg.logging.level.upper(),
+        "--without-mingle",
+        "--without-gossip",
+        "--hostname", name or f"ocrd-{os.getpid()}@%h",
+    ]
+    return argv
+
+
+def run_worker(cfg: Config, queues: list[str] | None = None, concurrency: int | None = None,
+               pool: str | None = None, name: str | None = None) -> int:
+    # Tesseract uses one thread per process: parallelism comes from the worker pool.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    app = celery_app.configure(cfg)
+    app.worker_main(worker_argv(cfg, queues, concurrency, pool, name))
+    return 0
