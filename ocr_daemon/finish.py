@@ -55,6 +55,20 @@ def _chunk_errors(doc: Doc, plan: Plan) -> list[dict[str, Any]]:
     return errors
 
 
+def _document_error(plan: Plan, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A one-chunk document fails with its chunk's error; several share a code when they agree."""
+    first = errors[0]["error"]
+    if not plan.chunked:
+        return dict(first)
+    pages = errors[0]["pages"]
+    error = ChunksFailed(
+        f"{len(errors)} of {len(plan.chunks)} chunks failed; first, pages {pages[0]}-{pages[1]}: "
+        f"{first['message']}", hint=first.get("hint")).to_dict()
+    if len({e["error"]["code"] for e in errors}) == 1:
+        error["code"] = first["code"]
+    return error
+
+
 def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
     """Decide the ending from the chunk files on disk, then carry it out (under a lock)."""
     with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
@@ -67,13 +81,8 @@ def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
                 raise ChunksMissing(f"chunks {missing} have not ended")
             errors = _chunk_errors(doc, plan)
             if errors and doc.watch.on_chunk_failure == "fail":
-                first = errors[0]["error"]
-                exc = ChunksFailed(
-                    f"{len(errors)} of {len(plan.chunks)} chunks failed; first: "
-                    f"pages {errors[0]['pages'][0]}-{errors[0]['pages'][1]}: {first['message']}",
-                    hint=first.get("hint"),
-                )
-                outcome = decide(rt, doc, FAILED, error=exc.to_dict(), chunk_errors=errors)
+                outcome = decide(rt, doc, FAILED, error=_document_error(plan, errors),
+                                 chunk_errors=errors)
             else:
                 lost = [f"pages {e['pages'][0]}-{e['pages'][1]} missing: {e['error']['message']}"
                         for e in errors]
@@ -160,6 +169,7 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
 
 
 def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> None:
+    """Original to failed/, partial text, progress; the error sidecar last (it marks the end)."""
     out = doc.out
     _move_original(doc, outcome)
     if plan is not None:
@@ -167,11 +177,14 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> 
         if any(not p.get("missing") for p in pages):
             atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
+    state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
+    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
+    publish(rt, doc, plan)
     atomic.write_json(out.error, {
         "schema": ERROR_SCHEMA,
         "doc_id": doc.doc_id,
         "watch": doc.watch.name,
-        "state": outcome["state"],
+        "state": state,
         "source": source_info(doc.manifest, plan),
         "original": outcome["original_to"],
         "error": outcome["error"],
@@ -179,6 +192,3 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> 
         "partial_text": out.partial_text.name if out.partial_text.exists() else None,
         "failed_at": now,
     })
-    state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
-    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
-    publish(rt, doc, plan)

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
-from . import celery_app, log, redis_conn, runtime
+from . import celery_app, log, redis_conn, runtime, sdnotify
 from .config import Config
 from .dispatch import Dispatcher, celery_send
 from .embedded_redis import EmbeddedRedis
@@ -100,14 +101,58 @@ def _stop_workers(workers: list[WorkerProcess], stopper: Stopper, grace: float) 
         worker.wait(5)
 
 
-def _watch_loop(cfg: Config, url: str, stopper: Stopper, on_tick: object = None) -> None:
+def _watch_loop(cfg: Config, url: str, stopper: Stopper,
+                on_tick: Callable[[], None] | None = None,
+                ready: Callable[[], bool] = lambda: True) -> None:
+    """Start the watcher, announce READY=1 once ``ready()`` holds, loop until stopped."""
     celery_app.configure(cfg, url)
     rt = runtime.build(cfg)
     dispatcher = Dispatcher(rt.store, rt.progress, celery_send, rt.clock)
     watcher = Watcher(cfg.watches, dispatcher, rt.clock)
+    watcher.start()
     for w in cfg.watches:
         log.get(watch=w.name).info("watching", inbox=str(w.root / "inbox"), engine=w.engine)
-    watcher.run(stopper.event, on_tick if callable(on_tick) else None)
+    watchdog = sdnotify.Watchdog()
+    announced = False
+
+    def tick() -> None:
+        nonlocal announced
+        if on_tick is not None:
+            on_tick()
+        if not announced and ready():
+            announced = True
+            sdnotify.notify("READY=1", "STATUS=watching " + ", ".join(
+                str(w.root / "inbox") for w in cfg.watches))
+            log.get().info("ready")
+        watchdog.ping()
+
+    try:
+        watcher.loop(stopper.event, tick)
+    finally:
+        sdnotify.notify("STOPPING=1")
+
+
+class WorkersReady:
+    """Asks the workers for a ping in the background until every one has answered."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.done = threading.Event()
+        threading.Thread(target=self._poll, name="workers-ready", daemon=True).start()
+
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            try:
+                replies = celery_app.app.control.ping(timeout=1.0)
+            except Exception:  # boundary: the broker may not be reachable yet
+                replies = []
+            if len(replies) >= self.expected:
+                self.done.set()
+            else:
+                time.sleep(0.2)
+
+    def __call__(self) -> bool:
+        return self.done.is_set()
 
 
 def run(cfg: Config) -> int:
@@ -133,7 +178,8 @@ def run(cfg: Config) -> int:
                 worker.check()
 
         try:
-            _watch_loop(cfg, url, stopper, tick)
+            celery_app.configure(cfg, url)
+            _watch_loop(cfg, url, stopper, tick, WorkersReady(len(workers)))
         finally:
             _stop_workers(workers, stopper, grace=cfg.workers.time_limit + 30)
             if redis_server is not None:

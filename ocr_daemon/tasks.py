@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, chord, group
@@ -10,19 +11,23 @@ from celery import Task, chord, group
 from . import chunkwork, docrecord, finish, log, runtime
 from .celery_app import app, current_config
 from .chunkwork import ChunkOutcome
+from .config import Config, WatchConfig
 from .documents import start_document
+from .engines import Engine
 from .errors import OcrDaemonError, describe
 from .retrying import backoff
 from .state import FAILED
 
 _runtime: tuple[int, runtime.Runtime] | None = None
+# The engines of this worker: the registry's, unless a test worker (ocr_daemon.testing) sets one.
+engine_factory: Callable[[Config, WatchConfig], Engine] | None = None
 
 
 def worker_runtime() -> runtime.Runtime:
     """One Runtime per process (built after fork: Redis connections are not shared)."""
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
-        _runtime = (os.getpid(), runtime.build(current_config()))
+        _runtime = (os.getpid(), runtime.build(current_config(), engine_factory=engine_factory))
     return _runtime[1]
 
 

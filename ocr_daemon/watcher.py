@@ -154,10 +154,14 @@ class Watcher:
         except Exception:  # boundary: one bad round must not stop the watcher
             log.get().exception("watcher_error", step=what)
 
-    def run(self, stop: threading.Event, on_tick: Callable[[], object] | None = None) -> None:
+    def start(self) -> None:
+        """Start observers, scan each inbox, queue claims left from an earlier run."""
         for intake in self.intakes:
             intake.start()
             self._guarded("sweep", intake.sweep)
+
+    def loop(self, stop: threading.Event, on_tick: Callable[[], object] | None = None) -> None:
+        """Settle and claim until ``stop`` is set; rescans and sweeps on their intervals."""
         roots = tuple(str(i.paths.inbox) + os.sep for i in self.intakes)
         next_sweep = self.clock.monotonic() + SWEEP_SECONDS
         next_rescan = {id(i): self.clock.monotonic() + i.watch.rescan_interval

@@ -1,0 +1,50 @@
+"""Output names: stems stay unique, long names fit, nothing overwrites another document's files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ocr_daemon.config import WatchConfig
+from ocr_daemon.layout import WatchPaths, free_name, reserve_stem, split_name, stem_candidates
+
+
+def paths(tmp_path: Path) -> WatchPaths:
+    p = WatchPaths.of(WatchConfig(name="w", root=tmp_path))
+    p.ensure()
+    return p
+
+
+def test_split_name_keeps_dot_files_and_inner_dots() -> None:
+    assert split_name("report.final.pdf") == ("report.final", ".pdf")
+    assert split_name("README") == ("README", "")
+    assert split_name(".hidden") == (".hidden", "")
+
+
+def test_stem_candidates_fit_255_bytes_with_every_suffix() -> None:
+    name = "é" * 126 + ".pdf"  # 252 + 4 bytes: at the limit already
+    for stem in stem_candidates(name, "20261130T000000Z-abcdef12"):
+        assert len(os.fsencode(stem + ".progress.json")) <= 255
+        stem.encode("utf-8")  # cut on a character boundary
+
+
+def test_second_document_with_the_same_stem_gets_a_suffix(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    first = reserve_stem(p, "", "scan.pdf", "d1-00000001", b'{"doc_id": "d1-00000001"}')
+    second = reserve_stem(p, "", "scan.png", "d2-00000002", b'{"doc_id": "d2-00000002"}')
+    assert first.stem == "scan"
+    assert second.stem == "scan-00000002"
+    again = reserve_stem(p, "", "scan.pdf", "d1-00000001", b"{}")
+    assert again.stem == "scan"  # idempotent for the holder
+
+
+def test_stem_of_a_failed_document_is_not_reused(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    (p.failed / "scan.error.json").write_text("{}")
+    assert reserve_stem(p, "", "scan.pdf", "d3-00000003", b"{}").stem == "scan-00000003"
+
+
+def test_free_name_never_returns_an_existing_file(tmp_path: Path) -> None:
+    (tmp_path / "a.pdf").write_text("x")
+    assert free_name(tmp_path, "a.pdf", "doc-12345678") == tmp_path / "a-12345678.pdf"
+    assert free_name(tmp_path, "b.pdf", "doc-12345678") == tmp_path / "b.pdf"
