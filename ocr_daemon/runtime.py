@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from . import engines, redis_conn
 from .clock import Clock, SystemClock
 from .config import Config, WatchConfig
-from .engines import Engine
+from .engines import Engine, EngineContext
 from .layout import WatchPaths
 from .progress import ProgressPublisher
 from .state import StateStore
@@ -20,7 +20,7 @@ class Runtime:
     store: StateStore
     progress: ProgressPublisher
     clock: Clock
-    engine_factory: Callable[[Config, WatchConfig], Engine] = engines.build
+    engine_factory: Callable[[EngineContext], Engine] = engines.build
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def watch(self, name: str) -> tuple[WatchConfig, WatchPaths]:
@@ -29,12 +29,13 @@ class Runtime:
 
     def engine(self, watch: WatchConfig) -> Engine:
         if watch.name not in self._engines:
-            self._engines[watch.name] = self.engine_factory(self.cfg, watch)
+            ctx = EngineContext(self.cfg, watch, self.store.r, self.store.prefix)
+            self._engines[watch.name] = self.engine_factory(ctx)
         return self._engines[watch.name]
 
 
 def build(cfg: Config, clock: Clock | None = None,
-          engine_factory: Callable[[Config, WatchConfig], Engine] | None = None) -> Runtime:
+          engine_factory: Callable[[EngineContext], Engine] | None = None) -> Runtime:
     clock = clock or SystemClock()
     client = redis_conn.client(redis_conn.resolve_url(cfg))
     store = StateStore(client, cfg.redis.key_prefix, cfg.state_ttl, clock)

@@ -11,16 +11,15 @@ from celery import Task, chord, group
 from . import chunkwork, docrecord, finish, log, runtime
 from .celery_app import app, current_config
 from .chunkwork import ChunkOutcome
-from .config import Config, WatchConfig
 from .documents import start_document
-from .engines import Engine
+from .engines import Engine, EngineContext
 from .errors import OcrDaemonError, describe
 from .retrying import backoff
 from .state import FAILED
 
 _runtime: tuple[int, runtime.Runtime] | None = None
 # The engines of this worker: the registry's, unless a test worker (ocr_daemon.testing) sets one.
-engine_factory: Callable[[Config, WatchConfig], Engine] | None = None
+engine_factory: Callable[[EngineContext], Engine] | None = None
 
 
 def worker_runtime() -> runtime.Runtime:

@@ -16,8 +16,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Config, WatchConfig
-from .engines import Engine, Extraction, PageRequest, PageText
+from .engines import Engine, EngineContext, Extraction, PageRequest, PageText
 from .errors import PageFailed, TransientEngineError
 
 
@@ -141,8 +140,8 @@ def _texts(request: PageRequest) -> list[str]:
     return [f"page {p.number}" for p in request.pages]
 
 
-def sleeping_factory(engine: SleepingEngine) -> Callable[[Config, WatchConfig], Engine]:
-    def factory(cfg: Config, watch: WatchConfig) -> Engine:
+def sleeping_factory(engine: SleepingEngine) -> Callable[[EngineContext], Engine]:
+    def factory(ctx: EngineContext) -> Engine:
         return engine
 
     return factory

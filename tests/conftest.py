@@ -239,10 +239,10 @@ class Env:
         self.procs.append(proc)
         return proc
 
-    def run_daemon(self, ready: bool = True) -> Proc:
+    def run_daemon(self, ready: bool = True, extra_env: dict[str, str] | None = None) -> Proc:
         """`ocr-daemon run`, waiting for READY=1 (watcher up, every worker answering)."""
         listener = self.listener()
-        proc = self.start("run", notify=listener)
+        proc = self.start("run", notify=listener, extra_env=extra_env)
         if ready:
             try:
                 listener.wait("READY=1", timeout=60)
