@@ -7,7 +7,7 @@ from typing import Any
 
 from . import atomic, log
 from .clock import iso
-from .docrecord import Doc, error_file, publish
+from .docrecord import Doc, ensure_live, error_file, publish
 from .engines import Page, PageRequest
 from .errors import OcrDaemonError, describe
 from .manifest import ChunkSpec, Plan
@@ -47,6 +47,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
         return ChunkOutcome(index, COMPLETED)
     if error_file(doc, index).exists():
         return ChunkOutcome(index, FAILED, atomic.read_json(error_file(doc, index))["error"])
+    ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
     chunk = rt.store.chunk(doc.doc_id, index, [spec.first_page, spec.last_page])
     chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
     chunk.started_at, chunk.error = iso(rt.clock.time()), None

@@ -85,7 +85,7 @@ class Dispatcher:
     def sweep(self, paths: WatchPaths) -> int:
         """Queue every claim in processing/ that was never queued; tidy abandoned claims."""
         queued = 0
-        for entry in _dirs(paths.processing):
+        for entry in paths.doc_dirs():
             dp = paths.doc(entry.name)
             if dp.dispatch.exists() or dp.outcome.exists():
                 continue
@@ -101,13 +101,6 @@ class Dispatcher:
             complete_claim(paths, dp.doc_id, manifest, self.clock)
             queued += self.queue(paths, manifest)
         return queued
-
-
-def _dirs(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
-    except OSError:
-        return []
 
 
 def _age(path: Path) -> float:

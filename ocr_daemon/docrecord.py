@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import atomic
@@ -65,8 +66,13 @@ def chunk_state_on_disk(doc: Doc, index: int) -> str:
     return QUEUED
 
 
-def error_file(doc: Doc, index: int) -> Any:
+def error_file(doc: Doc, index: int) -> Path:
     return doc.dp.results / f"{index:05d}.error.json"
+
+
+def pending_chunks(doc: Doc, plan: Plan) -> list[int]:
+    """Chunks that have neither a result nor an error file yet."""
+    return [c.index for c in plan.chunks if chunk_state_on_disk(doc, c.index) == QUEUED]
 
 
 def ensure_live(rt: Runtime, doc: Doc, plan: Plan | None) -> None:

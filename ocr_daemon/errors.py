@@ -116,6 +116,14 @@ class ChunksFailed(DocumentError):
     code = "chunks_failed"
 
 
+class Stalled(DocumentError):
+    """The document's work was lost again and again (max_document_attempts reached)."""
+
+    code = "stalled"
+    hint = ("Check the worker logs for crashes on this document (memory, time limits), "
+            "then send it again with `ocr-daemon retry`.")
+
+
 class Cancelled(DocumentError):
     code = "cancelled"
     hint = "The document was cancelled; use `ocr-daemon retry` to process it again."

@@ -13,13 +13,13 @@ from typing import Any
 
 from . import atomic, log
 from .clock import iso
-from .docrecord import Doc, chunk_state_on_disk, error_file, publish
+from .docrecord import Doc, error_file, pending_chunks, publish
 from .errors import ChunksFailed, OcrDaemonError
 from .layout import free_name
 from .manifest import Plan
 from .progress import source_info
 from .runtime import Runtime
-from .state import CANCELLED, COMPLETED, FAILED, QUEUED
+from .state import CANCELLED, COMPLETED, FAILED
 
 RESULT_SCHEMA = "ocr-daemon/result/v1"
 ERROR_SCHEMA = "ocr-daemon/error/v1"
@@ -76,7 +76,7 @@ def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
             return "gone"
         outcome = doc.outcome()
         if outcome is None:
-            missing = [s.index for s in plan.chunks if chunk_state_on_disk(doc, s.index) == QUEUED]
+            missing = pending_chunks(doc, plan)
             if missing:
                 raise ChunksMissing(f"chunks {missing} have not ended")
             errors = _chunk_errors(doc, plan)

@@ -36,6 +36,14 @@ class WatchPaths:
     def doc(self, doc_id: str) -> DocPaths:
         return DocPaths(self.processing / doc_id)
 
+    def doc_dirs(self) -> list[Path]:
+        """The document records in processing/, oldest id first (symlinks never followed)."""
+        try:
+            return sorted(p for p in self.processing.iterdir()
+                          if p.is_dir() and not p.is_symlink())
+        except OSError:
+            return []
+
     def rel_dir_of(self, path: Path) -> str:
         """The folder of an inbox file relative to the inbox, '/'-separated ('' at the top)."""
         rel = path.parent.relative_to(self.inbox)

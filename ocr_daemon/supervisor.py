@@ -17,6 +17,7 @@ from .config import Config
 from .dispatch import Dispatcher, celery_send
 from .embedded_redis import EmbeddedRedis
 from .procs import die_with_parent, instance_lock
+from .reaper import Reaper
 from .watcher import Watcher
 
 RESTART_DELAY = 2.0
@@ -108,7 +109,9 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
     celery_app.configure(cfg, url)
     rt = runtime.build(cfg)
     dispatcher = Dispatcher(rt.store, rt.progress, celery_send, rt.clock)
-    watcher = Watcher(cfg.watches, dispatcher, rt.clock)
+    reaper = Reaper(rt, celery_send, rt.clock)
+    watcher = Watcher(cfg.watches, dispatcher, rt.clock, reaper,
+                      reap_interval=min(30.0, cfg.stall_timeout / 4))
     watcher.start()
     for w in cfg.watches:
         log.get(watch=w.name).info("watching", inbox=str(w.root / "inbox"), engine=w.engine)

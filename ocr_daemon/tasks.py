@@ -52,8 +52,12 @@ def process_document(self: Task, watch: str, doc_id: str) -> None:
             chunkwork.run_chunk(rt, doc, plan, 0, may_retry=may_retry)
             finish.aggregate(rt, doc, plan)
             return
+        pending = docrecord.pending_chunks(doc, plan)  # a requeue redoes only what is missing
+        if not pending:
+            finish.aggregate(rt, doc, plan)
+            return
         chord(
-            group(process_chunk.s(watch, doc_id, c.index) for c in plan.chunks),
+            group(process_chunk.s(watch, doc_id, index) for index in pending),
             aggregate_chunks.s(watch, doc_id),
         ).apply_async()
     except OcrDaemonError as exc:

@@ -25,6 +25,7 @@ from .dispatch import Dispatcher
 from .errors import OcrDaemonError
 from .filters import Rules, regular_file
 from .layout import WatchPaths
+from .reaper import Reaper
 from .settle import Settler
 from .writers import open_for_writing
 
@@ -144,9 +145,12 @@ class _Writers:
 class Watcher:
     """Every watch of the configuration, driven by one loop."""
 
-    def __init__(self, watches: list[WatchConfig], dispatcher: Dispatcher, clock: Clock) -> None:
+    def __init__(self, watches: list[WatchConfig], dispatcher: Dispatcher, clock: Clock,
+                 reaper: Reaper | None = None, reap_interval: float = 30.0) -> None:
         self.intakes = [Intake(w, dispatcher, clock) for w in watches]
         self.clock = clock
+        self.reaper = reaper
+        self.reap_interval = reap_interval
 
     def _guarded(self, what: str, fn: Callable[[], object]) -> None:
         try:
@@ -164,6 +168,7 @@ class Watcher:
         """Settle and claim until ``stop`` is set; rescans and sweeps on their intervals."""
         roots = tuple(str(i.paths.inbox) + os.sep for i in self.intakes)
         next_sweep = self.clock.monotonic() + SWEEP_SECONDS
+        next_reap = self.clock.monotonic() + self.reap_interval
         next_rescan = {id(i): self.clock.monotonic() + i.watch.rescan_interval
                        for i in self.intakes}
         try:
@@ -179,6 +184,10 @@ class Watcher:
                     for intake in self.intakes:
                         self._guarded("sweep", intake.sweep)
                     next_sweep = now + SWEEP_SECONDS
+                if self.reaper is not None and now >= next_reap:
+                    for intake in self.intakes:
+                        self._guarded("reap", lambda i=intake: self.reaper.reap(i.paths))
+                    next_reap = now + self.reap_interval
                 if on_tick is not None:
                     self._guarded("on_tick", on_tick)
         finally:

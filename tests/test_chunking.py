@@ -1,0 +1,233 @@
+"""Large documents: chunked fan-out, live progress, failure policies, retries, nothing hangs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from ocr_daemon import pdf
+from ocr_daemon.planning import page_ranges, should_chunk
+from ocr_daemon.testing import make_text_pdf, page_text
+
+from .conftest import RESOURCES, Env, Proc, RedisServer, read_json, wait_for
+
+CHUNKED = {"chunk_pages": 10, "chunk_threshold_pages": 10}
+
+
+def pages_pdf(path: Path, count: int) -> Path:
+    return make_text_pdf(path, [page_text(n) for n in range(1, count + 1)])
+
+
+def slow_stack(env: Env, sleep: float = 0.0, *extra: str, concurrency: int = 2) -> list[Proc]:
+    """`ocr-daemon watch` plus a worker whose engine sleeps per chunk (a remote API stand-in)."""
+    worker = env.start("worker", "--sleep", str(sleep), "--pool", "threads", "--concurrency",
+                       str(concurrency), "--counter-dir", str(env.tmp / "counters"), *extra,
+                       module="ocr_daemon.testing")
+    return [env.start("watch"), worker]
+
+
+def test_should_chunk_only_large_pdfs_into_two_or_more_chunks() -> None:
+    from ocr_daemon.config import WatchConfig
+
+    w = WatchConfig(name="w", root=Path("/tmp"), chunk_pages=10, chunk_threshold_pages=10,
+                    chunk_threshold_bytes=1000)
+    assert should_chunk(w, "application/pdf", 11, 10)
+    assert not should_chunk(w, "application/pdf", 10, 10)
+    assert should_chunk(w, "application/pdf", 20, 5000)  # big in bytes
+    assert not should_chunk(w, "application/pdf", 5, 5000)  # big, but one chunk anyway
+    assert not should_chunk(w, "image/tiff", 50, 5000)
+    assert page_ranges(25, 10) == [(1, 10), (11, 20), (21, 25)]
+
+
+def test_split_writes_chunk_files_with_exactly_their_pages(tmp_path: Path) -> None:
+    source = pages_pdf(tmp_path / "src.pdf", 23)
+    targets = [tmp_path / f"c{i}.pdf" for i in range(3)]
+    pdf.split(source, page_ranges(23, 10), targets)
+    texts = [t for target in targets
+             for t in pdf.page_texts(target, list(range(len(PdfReader(target).pages))))]
+    assert texts == [page_text(n) for n in range(1, 24)]
+
+
+def test_large_pdf_fans_out_and_comes_out_complete_and_in_order(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    env.run_daemon()
+    env.drop(pages_pdf(tmp_path / "big.pdf", 35))
+    result = env.wait_result("big", timeout=60)
+    assert [p["number"] for p in result["pages"]] == list(range(1, 36))
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 36)]
+    assert [c["pages"] for c in result["chunks"]] == [[1, 10], [11, 20], [21, 30], [31, 35]]
+    progress = read_json(env.outbox / "big.progress.json")
+    assert progress["chunks"]["total"] == 4 and progress["chunks"]["completed"] == 4
+    assert all(item["state"] == "completed" and item["attempts"] == 1
+               for item in progress["chunks"]["items"])
+    wait_for(lambda: not any(env.processing.iterdir()), 10, what="processing/ emptied")
+
+
+def real_300_pages(path: Path) -> Path:
+    """300 real pages: the 4-page pdfLaTeX sample, 75 times over."""
+    writer = PdfWriter()
+    reader = PdfReader(RESOURCES / "pdflatex-4-pages.pdf")
+    for _ in range(75):
+        for page in reader.pages:
+            writer.add_page(page)
+    with open(path, "wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def test_real_300_page_pdf_equals_direct_extraction_and_progress_advances(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    slow_stack(env, 0.15, concurrency=4)
+    source = real_300_pages(tmp_path / "book.pdf")
+    env.drop(source)
+    seen: list[tuple[str, int, int]] = []
+    progress = env.outbox / "book.progress.json"
+
+    def finished() -> bool:
+        if progress.exists():
+            data = read_json(progress)
+            seen.append((data["state"], data["progress_percentage"],
+                         data["chunks"]["completed"]))
+        return (env.outbox / "book.json").exists()
+
+    wait_for(finished, 120, interval=0.1, what="book.json")
+    result = read_json(env.outbox / "book.json")
+    assert [p["text"] for p in result["pages"]] == pdf.page_texts(source, list(range(300)))
+    percentages = [p for state, p, _ in seen if state == "processing"]
+    assert len({p for p in percentages if 0 < p < 100}) >= 3, seen
+    completed_counts = [c for _, _, c in seen]
+    assert completed_counts == sorted(completed_counts)  # never goes backwards
+    assert seen[-1][0] == "completed" or read_json(progress)["state"] == "completed"
+
+
+def test_failed_chunk_fails_the_document_and_keeps_partial_text(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    slow_stack(env, 0.0, "--failing-pages", "15")
+    env.drop(pages_pdf(tmp_path / "broken.pdf", 30))
+    error = env.wait_error("broken", timeout=60)
+    assert error["error"]["code"] == "page_failed"
+    assert "1 of 3 chunks failed" in error["error"]["message"]
+    assert [(e["index"], e["pages"]) for e in error["chunk_errors"]] == [(1, [11, 20])]
+    assert "injected permanent failure on page 15" in error["chunk_errors"][0]["error"]["message"]
+    partial = (env.failed / "broken.partial.txt").read_text(encoding="utf-8").split("\f")
+    assert partial[:10] == [page_text(n) for n in range(1, 11)]
+    assert partial[10:20] == [""] * 10
+    assert partial[20:] == [page_text(n) for n in range(21, 31)]
+    assert (env.failed / "broken.pdf").exists()
+    assert read_json(env.failed / "broken.progress.json")["chunks"]["failed"] == 1
+
+
+def test_partial_policy_completes_with_missing_pages_in_warnings(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch={**CHUNKED, "on_chunk_failure": "partial"})
+    slow_stack(env, 0.0, "--failing-pages", "15")
+    env.drop(pages_pdf(tmp_path / "gappy.pdf", 30))
+    result = env.wait_result("gappy", timeout=60)
+    missing = [p["number"] for p in result["pages"] if p.get("missing")]
+    assert missing == list(range(11, 21))
+    assert any(w.startswith("pages 11-20 missing") for w in result["warnings"])
+    assert read_json(env.outbox / "gappy.progress.json")["state"] == "completed"
+
+
+def test_transient_failures_are_retried_with_backoff(make_env: Callable[..., Env],
+                                                     tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    slow_stack(env, 0.0, "--transient-failures", "2")
+    env.drop(pages_pdf(tmp_path / "flaky.pdf", 20))
+    result = env.wait_result("flaky", timeout=60)
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 21)]
+    items = read_json(env.outbox / "flaky.progress.json")["chunks"]["items"]
+    assert [i["attempts"] for i in items] == [3, 3]
+
+
+def test_worker_process_killed_mid_chunk_the_document_still_completes(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    worker = env.start("worker", "--sleep", "0.2", "--pool", "prefork", "--concurrency", "2",
+                       "--crash-pages", "15", "--counter-dir", str(env.tmp / "counters"),
+                       module="ocr_daemon.testing")
+    env.start("watch")
+    env.drop(pages_pdf(tmp_path / "crashy.pdf", 30))
+    result = env.wait_result("crashy", timeout=90)
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 31)]
+    assert (env.tmp / "counters").joinpath(
+        f"crash-{result['doc_id']}-11").read_text() == "2"  # crashed once, ran again
+    assert "WorkerLostError" in worker.output() or "exited with" in worker.output()
+
+
+def test_document_keys_deleted_mid_run_are_rebuilt_and_it_completes(
+        make_env: Callable[..., Env], redis_server: RedisServer, tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    slow_stack(env, 0.3)
+    env.drop(pages_pdf(tmp_path / "amnesia.pdf", 60))
+    progress = env.outbox / "amnesia.progress.json"
+    wait_for(lambda: progress.exists() and read_json(progress)["chunks"]["completed"] >= 1, 60,
+             what="first chunk")
+    doc_id = read_json(progress)["doc_id"]
+    client = redis_server.client()
+    deleted = client.delete(f"{env.prefix}doc:{doc_id}", f"{env.prefix}doc:{doc_id}:chunks")
+    assert deleted == 2
+    result = env.wait_result("amnesia", timeout=60)
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 61)]
+    assert read_json(progress)["state"] == "completed"
+    assert 0 < client.ttl(f"{env.prefix}doc:{doc_id}") <= env.cfg.state_ttl
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> RedisServer:
+    server = RedisServer(tmp_path / "own-redis")
+    yield server  # type: ignore[misc]
+    server.stop()
+
+
+def test_redis_restarted_empty_mid_run_the_reaper_finishes_the_document(
+        make_env: Callable[..., Env], own_redis: RedisServer, tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    env.redis_url = own_redis.url
+    env.write_config(watch=CHUNKED, stall_timeout=3)
+    slow_stack(env, 0.4)
+    env.drop(pages_pdf(tmp_path / "flushed.pdf", 100))
+    progress = env.outbox / "flushed.progress.json"
+    wait_for(lambda: progress.exists() and read_json(progress)["chunks"]["completed"] >= 2, 60,
+             what="two chunks")
+    own_redis.restart()  # queues, chord state and document state are all gone
+    result = env.wait_result("flushed", timeout=120)
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 101)]
+    log = "".join(p.output() for p in env.procs)
+    assert "document_requeued" in log
+
+
+def test_document_whose_work_keeps_getting_lost_fails_after_max_attempts(
+        make_env: Callable[..., Env], redis_server: RedisServer, tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    env.write_config(watch=CHUNKED, stall_timeout=2, max_document_attempts=2)
+    env.start("worker", "--queues", "documents", "--concurrency", "1", "--pool", "threads",
+              module="ocr_daemon.testing")
+    env.start("watch")
+    stop = threading.Event()
+    client = redis_server.client()
+
+    def lose_chunk_messages() -> None:  # every chunk message vanishes, as in a flushed queue
+        while not stop.is_set():
+            client.delete(f"{env.prefix}chunks")
+            time.sleep(0.05)
+
+    thief = threading.Thread(target=lose_chunk_messages, daemon=True)
+    thief.start()
+    try:
+        env.drop(pages_pdf(tmp_path / "doomed.pdf", 20))
+        error = env.wait_error("doomed", timeout=60)
+    finally:
+        stop.set()
+    assert error["error"]["code"] == "stalled"
+    assert "2 times" in error["error"]["message"]
+    assert (env.failed / "doomed.pdf").exists()
+    wait_for(lambda: not any(env.processing.iterdir()), 10, what="processing/ emptied")
