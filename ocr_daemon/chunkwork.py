@@ -12,7 +12,7 @@ from .engines import Page, PageRequest
 from .errors import OcrDaemonError, describe
 from .manifest import ChunkSpec, Plan
 from .runtime import Runtime
-from .state import COMPLETED, FAILED, PROCESSING, QUEUED
+from .state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
 
 RESULT_SCHEMA = "ocr-daemon/chunk-result/v1"
 
@@ -47,8 +47,8 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
         return ChunkOutcome(index, COMPLETED)
     if error_file(doc, index).exists():
         return ChunkOutcome(index, FAILED, atomic.read_json(error_file(doc, index))["error"])
-    ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
-    chunk = rt.store.chunk(doc.doc_id, index, [spec.first_page, spec.last_page])
+    live = ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
+    chunk = live.chunk(index, [spec.first_page, spec.last_page])
     chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
     chunk.started_at, chunk.error = iso(rt.clock.time()), None
     rt.store.set_chunk(doc.doc_id, chunk)
@@ -85,7 +85,9 @@ def record_failure(rt: Runtime, doc: Doc, plan: Plan, index: int,
     atomic.write_json(error_file(doc, index), {"index": index, "error": error})
     spec = plan.chunks[index]
     log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index).warning("chunk_failed", **error)
-    chunk = rt.store.chunk(doc.doc_id, index, [spec.first_page, spec.last_page])
+    live = rt.store.get(doc.doc_id)
+    pages = [spec.first_page, spec.last_page]
+    chunk = live.chunk(index, pages) if live else ChunkState(index=index, pages=pages)
     chunk.state, chunk.error, chunk.finished_at = FAILED, error, iso(rt.clock.time())
     rt.store.set_chunk(doc.doc_id, chunk)
     publish(rt, doc, plan)

@@ -12,7 +12,7 @@ from .config import WatchConfig
 from .layout import DocPaths, Outputs, WatchPaths
 from .manifest import Manifest, Plan
 from .runtime import Runtime
-from .state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
+from .state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState, DocState
 
 
 @dataclass
@@ -75,10 +75,11 @@ def pending_chunks(doc: Doc, plan: Plan) -> list[int]:
     return [c.index for c in plan.chunks if chunk_state_on_disk(doc, c.index) == QUEUED]
 
 
-def ensure_live(rt: Runtime, doc: Doc, plan: Plan | None) -> None:
-    """Recreate the document's Redis state from disk when it is missing (a flushed Redis)."""
-    if rt.store.get(doc.doc_id) is not None:
-        return
+def ensure_live(rt: Runtime, doc: Doc, plan: Plan | None) -> DocState:
+    """The document's Redis state, recreated from disk when missing (a flushed Redis)."""
+    live = rt.store.get(doc.doc_id)
+    if live is not None:
+        return live
     rt.store.set_doc(
         doc.doc_id, state=PROCESSING if plan else QUEUED, watch=doc.watch.name,
         name=doc.manifest.name, stem=doc.manifest.stem,
@@ -86,6 +87,7 @@ def ensure_live(rt: Runtime, doc: Doc, plan: Plan | None) -> None:
     )
     if plan:
         init_chunks(rt, doc, plan)
+    return rt.store.get(doc.doc_id) or DocState(doc.doc_id, {})
 
 
 def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
@@ -96,5 +98,5 @@ def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
     ])
 
 
-def publish(rt: Runtime, doc: Doc, plan: Plan | None = None) -> dict[str, Any]:
-    return rt.progress.publish(doc.out, doc.manifest, plan if plan else doc.plan())
+def publish(rt: Runtime, doc: Doc, plan: Plan | None = None) -> None:
+    rt.progress.publish(doc.out, doc.manifest, plan if plan else doc.plan())

@@ -99,8 +99,7 @@ class Reaper:
         for doc in candidates:
             if doc.doc_id in alive:
                 continue
-            lock = self.rt.store.r.lock(f"{self.rt.store.prefix}lock:reap:{doc.doc_id}",
-                                        timeout=60, blocking=False)
+            lock = self.rt.store.lock(f"reap:{doc.doc_id}", timeout=60)
             if not lock.acquire(blocking=False):
                 continue  # another watcher is reaping it
             try:

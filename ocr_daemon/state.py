@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import redis.lock
 
 from .clock import Clock, iso
 from .errors import ServiceUnavailable
@@ -39,6 +42,13 @@ class DocState:
     doc_id: str
     fields: dict[str, str]
     chunks: list[ChunkState] = field(default_factory=list)
+    version: int = 0
+
+    def chunk(self, index: int, pages: list[int]) -> ChunkState:
+        for c in self.chunks:
+            if c.index == index:
+                return c
+        return ChunkState(index=index, pages=pages)
 
     @property
     def state(self) -> str:
@@ -49,8 +59,44 @@ class DocState:
         return json.loads(raw) if raw else None
 
 
+@contextlib.contextmanager
+def _redis() -> Iterator[None]:
+    """Redis errors become ServiceUnavailable (retryable) at this one place."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"Redis: {exc}") from exc
+
+
+class Lock:
+    """redis-py's lock with our errors; releasing a lock that has expired is not an error."""
+
+    def __init__(self, inner: redis.lock.Lock) -> None:
+        self.inner = inner
+
+    def acquire(self, blocking: bool = True) -> bool:
+        with _redis():
+            return bool(self.inner.acquire(blocking=blocking))
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.exceptions.LockError), _redis():
+            self.inner.release()
+
+    def __enter__(self) -> Lock:
+        if not self.acquire():
+            raise ServiceUnavailable(f"could not take the lock {self.inner.name!r} in time")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
 class StateStore:
-    """All reads and writes of live state go through here (keys under one prefix)."""
+    """All reads and writes of live state go through here (keys under one prefix).
+
+    Every write bumps the document's version counter in the same round trip, so that the
+    progress publisher knows when its last snapshot is stale.
+    """
 
     def __init__(self, client: redis.Redis, prefix: str, ttl: int, clock: Clock) -> None:
         self.r = client
@@ -65,6 +111,9 @@ class StateStore:
     def chunks_key(self, doc_id: str) -> str:
         return f"{self.prefix}doc:{doc_id}:chunks"
 
+    def version_key(self, doc_id: str) -> str:
+        return f"{self.prefix}doc:{doc_id}:version"
+
     @property
     def active_key(self) -> str:
         return f"{self.prefix}active"
@@ -73,20 +122,27 @@ class StateStore:
     def recent_key(self) -> str:
         return f"{self.prefix}recent"
 
-    def lock(self, name: str, timeout: float = 30.0) -> Any:
-        return self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout, blocking_timeout=timeout)
+    def lock(self, name: str, timeout: float = 30.0) -> Lock:
+        """A Redis lock that expires after ``timeout`` s (a crashed holder never blocks)."""
+        return Lock(self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout,
+                                blocking_timeout=timeout, sleep=0.01))
 
     # writes ------------------------------------------------------------------------------
-    def set_doc(self, doc_id: str, **values: Any) -> None:
+    def set_doc(self, doc_id: str, chunk: ChunkState | None = None, **values: Any) -> None:
+        """Update document fields (and one chunk), bump the version, manage TTLs."""
         now = self.clock.time()
         data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v))
                 for k, v in values.items() if v is not None}
         data["updated_at"] = iso(now)
         data["updated_ts"] = f"{now:.3f}"
-        key, ckey = self.doc_key(doc_id), self.chunks_key(doc_id)
-        try:
+        key, ckey, vkey = self.doc_key(doc_id), self.chunks_key(doc_id), self.version_key(doc_id)
+        with _redis():
             pipe = self.r.pipeline()
+            if chunk is not None:
+                pipe.hset(ckey, str(chunk.index), chunk.to_json())
             pipe.hset(key, mapping=data)
+            pipe.incr(vkey)
+            pipe.expire(vkey, self.ttl)
             if values.get("state") in TERMINAL:
                 pipe.expire(key, self.ttl)
                 pipe.expire(ckey, self.ttl)
@@ -95,66 +151,46 @@ class StateStore:
                 pipe.ltrim(self.recent_key, 0, RECENT_MAX - 1)
             else:
                 pipe.persist(key)
+                pipe.persist(ckey)
                 pipe.zadd(self.active_key, {doc_id: now})
             pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
 
-    def touch(self, doc_id: str) -> None:
-        self.set_doc(doc_id)
+    def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
+        self.set_doc(doc_id, chunk)
 
     def init_chunks(self, doc_id: str, chunks: list[ChunkState]) -> None:
         """Record the chunks of a plan, keeping states already there (a redelivery)."""
-        try:
+        with _redis():
             pipe = self.r.pipeline()
             for c in chunks:
                 pipe.hsetnx(self.chunks_key(doc_id), str(c.index), c.to_json())
             pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
-
-    def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
-        try:
-            self.r.hset(self.chunks_key(doc_id), str(chunk.index), chunk.to_json())
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
-        self.touch(doc_id)
-
-    def chunk(self, doc_id: str, index: int, pages: list[int]) -> ChunkState:
-        try:
-            raw = self.r.hget(self.chunks_key(doc_id), str(index))
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
-        if not raw:
-            return ChunkState(index=index, pages=pages)
-        return ChunkState(**json.loads(str(raw)))
 
     # reads -------------------------------------------------------------------------------
     def get(self, doc_id: str) -> DocState | None:
-        try:
+        with _redis():
             pipe = self.r.pipeline()
             pipe.hgetall(self.doc_key(doc_id))
             pipe.hgetall(self.chunks_key(doc_id))
-            fields, chunks = pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
+            pipe.get(self.version_key(doc_id))
+            fields, chunks, version = pipe.execute()
         if not fields:
             return None
         items = sorted((ChunkState(**json.loads(v)) for v in chunks.values()),
                        key=lambda c: c.index)
-        return DocState(doc_id, fields, items)
+        return DocState(doc_id, fields, items, int(version or 0))
+
+    def version(self, doc_id: str) -> int:
+        with _redis():
+            return int(self.r.get(self.version_key(doc_id)) or 0)
 
     def active(self) -> list[str]:
-        try:
+        with _redis():
             return list(self.r.zrange(self.active_key, 0, -1))
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
 
     def recent(self, limit: int = 20) -> list[str]:
-        try:
+        with _redis():
             return list(self.r.lrange(self.recent_key, 0, limit - 1))
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
 
 
 def read_status(store: StateStore, doc_ids: list[str] | None = None) -> list[DocState]:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Task, chord, group
 
 from . import chunkwork, docrecord, finish, log, runtime
@@ -13,7 +14,7 @@ from .celery_app import app, current_config
 from .chunkwork import ChunkOutcome
 from .documents import start_document
 from .engines import Engine, EngineContext
-from .errors import OcrDaemonError, describe
+from .errors import OcrDaemonError, ServiceUnavailable, describe
 from .retrying import backoff
 from .state import FAILED
 
@@ -79,6 +80,8 @@ def process_chunk(self: Task, watch: str, doc_id: str, index: int) -> dict[str, 
     except Exception as exc:  # boundary: a chord member must return, or the aggregate never runs
         if isinstance(exc, OcrDaemonError) and exc.retryable and may_retry:
             raise _retry(self, exc) from exc
+        if isinstance(exc, ServiceUnavailable | redis.RedisError):
+            raise  # Redis is away: the message comes back, or the reaper queues it again
         if not isinstance(exc, OcrDaemonError):
             log.get(doc_id=doc_id, chunk=index).exception("chunk_crashed")
         try:

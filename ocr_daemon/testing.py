@@ -99,15 +99,18 @@ class _Counter:
 
 
 class SleepingEngine:
-    """Waits ``latency`` seconds per request, then returns the text layer (or 'page N')."""
+    """Waits ``latency`` per request plus ``per_page`` per page (a remote API's cost grows
+    with the pages it transcribes), then returns the text layer (or 'page N')."""
 
     name = "sleeping"
 
-    def __init__(self, latency: float = 0.0, *, transient_failures: int = 0,
+    def __init__(self, latency: float = 0.0, *, per_page: float = 0.0,
+                 transient_failures: int = 0,
                  failing_pages: frozenset[int] = frozenset(),
                  crash_pages: frozenset[int] = frozenset(),
                  counter_dir: Path | None = None) -> None:
         self.latency = latency
+        self.per_page = per_page
         self.transient_failures = transient_failures
         self.failing_pages = failing_pages
         self.crash_pages = crash_pages
@@ -117,7 +120,7 @@ class SleepingEngine:
         numbers = [p.number for p in request.pages]
         key = f"{request.path.parent.parent.name}-{numbers[0]}"
         attempt = self.counter.bump(key) if self.counter else 1
-        time.sleep(self.latency)
+        time.sleep(self.latency + self.per_page * len(numbers))
         if set(numbers) & self.crash_pages and self.counter and self.counter.bump(
                 f"crash-{key}") == 1:
             os._exit(137)  # like a SIGKILL by the OOM killer, once per chunk
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ocr_daemon.testing")
     parser.add_argument("command", choices=["worker"])
     parser.add_argument("--config", required=True)
-    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--per-page", type=float, default=0.0, help="seconds per page")
     parser.add_argument("--transient-failures", type=int, default=0)
     parser.add_argument("--failing-pages", default="")
     parser.add_argument("--crash-pages", default="")
@@ -168,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     def pages(spec: str) -> frozenset[int]:
         return frozenset(int(x) for x in spec.split(",") if x)
 
-    engine = SleepingEngine(args.sleep, transient_failures=args.transient_failures,
+    engine = SleepingEngine(args.sleep, per_page=args.per_page,
+                            transient_failures=args.transient_failures,
                             failing_pages=pages(args.failing_pages),
                             crash_pages=pages(args.crash_pages), counter_dir=args.counter_dir)
     cfg = config.load(args.config)
