@@ -48,7 +48,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     if error_file(doc, index).exists():
         return ChunkOutcome(index, FAILED, atomic.read_json(error_file(doc, index))["error"])
     live = ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
-    chunk = live.chunk(index, [spec.first_page, spec.last_page])
+    chunk = live.chunk(index)
     chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
     chunk.started_at, chunk.error = iso(rt.clock.time()), None
     rt.store.set_chunk(doc.doc_id, chunk)
@@ -87,7 +87,7 @@ def record_failure(rt: Runtime, doc: Doc, plan: Plan, index: int,
     log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index).warning("chunk_failed", **error)
     live = rt.store.get(doc.doc_id)
     pages = [spec.first_page, spec.last_page]
-    chunk = live.chunk(index, pages) if live else ChunkState(index=index, pages=pages)
+    chunk = live.chunk(index) if live else ChunkState(index=index, pages=pages)
     chunk.state, chunk.error, chunk.finished_at = FAILED, error, iso(rt.clock.time())
     rt.store.set_chunk(doc.doc_id, chunk)
     publish(rt, doc, plan)

@@ -78,12 +78,22 @@ class GeminiConfig(_Model):
     requests_per_minute: PositiveInt = 60
     tokens_per_minute: PositiveInt = 1_000_000
     prompt: str | None = None
+    rate_window: PositiveInt = 60  # seconds the limiter measures over (quotas scaled to it)
+    tokens_per_page: PositiveInt = 258  # input tokens counted per PDF page or image tile
+    inline_max_bytes: PositiveInt = 20_000_000  # larger requests use the File API
+    max_attempts: PositiveInt = 4  # per request (429, 5xx, timeouts) before a task retry
+    retry_backoff: PositiveFloat = 1.0  # first in-process retry after about this long
+    max_wait: PositiveFloat = 60.0  # most seconds a chunk waits in-process, all waits added
+    refusal_retries: Annotated[int, Field(ge=0, le=5)] = 2  # RECITATION/SAFETY/MAX_TOKENS
+    quota_pause: PositiveFloat | None = None  # daily quota spent: null = until it resets
 
 
 class TesseractConfig(_Model):
     languages: str = "eng"
     dpi: Annotated[int, Field(ge=50, le=1200)] = 300
     timeout: PositiveFloat = 180.0
+    psm: Literal[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13] = 3  # tesseract --psm (page layout)
+    binary: str = "tesseract"  # the program: a name on PATH or a path
 
 
 class PdftextConfig(_Model):
@@ -104,6 +114,7 @@ class WatchConfig(_Model):
     chunk_pages: PositiveInt = 10
     chunk_threshold_pages: PositiveInt = 10
     chunk_threshold_bytes: PositiveInt = 5 * 1024 * 1024
+    chunks_in_flight: PositiveInt = 20
     on_chunk_failure: Literal["fail", "partial"] = "fail"
     on_success: Literal["archive", "delete"] = "archive"
     patterns: list[str] = DEFAULT_PATTERNS

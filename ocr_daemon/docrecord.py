@@ -91,12 +91,17 @@ def ensure_live(rt: Runtime, doc: Doc, plan: Plan | None) -> DocState:
 
 
 def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
-    rt.store.init_chunks(doc.doc_id, [
-        ChunkState(index=c.index, pages=[c.first_page, c.last_page],
-                   state=chunk_state_on_disk(doc, c.index))
-        for c in plan.chunks
-    ])
+    """Record the plan's shape in Redis, with the chunks the disk says have ended."""
+    states = {c.index: chunk_state_on_disk(doc, c.index) for c in plan.chunks}
+    failed = []
+    for c in plan.chunks:
+        if states[c.index] == FAILED:
+            error = atomic.read_json(error_file(doc, c.index))["error"]
+            failed.append(ChunkState(c.index, [c.first_page, c.last_page], FAILED, error=error))
+    first = plan.chunks[0]
+    rt.store.init_chunks(doc.doc_id, len(plan.chunks), first.last_page - first.first_page + 1,
+                         plan.pages, [i for i, s in states.items() if s == COMPLETED], failed)
 
 
-def publish(rt: Runtime, doc: Doc, plan: Plan | None = None) -> None:
-    rt.progress.publish(doc.out, doc.manifest, plan if plan else doc.plan())
+def publish(rt: Runtime, doc: Doc, plan: Plan | None = None, wait: bool = False) -> None:
+    rt.progress.publish(doc.out, doc.manifest, plan if plan else doc.plan(), wait)

@@ -147,7 +147,7 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
     atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
     rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
-    publish(rt, doc, plan)
+    publish(rt, doc, plan, wait=True)
     live = rt.store.get(doc.doc_id)
     attempts = {c.index: c.attempts for c in live.chunks} if live else {}
     atomic.write_json(out.result, {
@@ -179,7 +179,7 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> 
     now = iso(rt.clock.time())
     state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
     rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
-    publish(rt, doc, plan)
+    publish(rt, doc, plan, wait=True)
     atomic.write_json(out.error, {
         "schema": ERROR_SCHEMA,
         "doc_id": doc.doc_id,

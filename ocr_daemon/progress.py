@@ -101,11 +101,14 @@ class ProgressPublisher:
         self.store = store
         self.clock = clock
 
-    def publish(self, out: Outputs, manifest: Manifest, plan: Plan | None) -> None:
+    def publish(self, out: Outputs, manifest: Manifest, plan: Plan | None,
+                wait: bool = False) -> None:
+        """Write the sidecar; ``wait`` (terminal states) returns only once it is on disk, so
+        that the result or error file written next is never ahead of it."""
         doc_id = manifest.doc_id
         while True:
             lock = self.store.lock(f"progress:{doc_id}", timeout=10)
-            if not lock.acquire(blocking=False):
+            if not lock.acquire(blocking=wait):
                 return  # the holder will see the newer version and write again
             try:
                 live = self.store.get(doc_id)

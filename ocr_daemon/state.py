@@ -26,7 +26,7 @@ RECENT_MAX = 200
 @dataclass
 class ChunkState:
     index: int
-    pages: list[int]  # [first, last]
+    pages: list[int]  # [first, last]; derived from the plan, never stored
     state: str = QUEUED
     attempts: int = 0
     error: dict[str, Any] | None = None
@@ -34,21 +34,25 @@ class ChunkState:
     finished_at: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
+        data = {k: v for k, v in self.__dict__.items() if k not in ("index", "pages")}
+        return json.dumps(data, separators=(",", ":"))
+
+
+def chunk_pages(index: int, per_chunk: int, pages: int) -> list[int]:
+    return [index * per_chunk + 1, min((index + 1) * per_chunk, pages)]
 
 
 @dataclass
 class DocState:
+    """A document's live state. Chunks are stored compactly: a done-flag string of one byte
+    per chunk, an entry only for chunks started and not completed, attempts only above 1."""
+
     doc_id: str
     fields: dict[str, str]
-    chunks: list[ChunkState] = field(default_factory=list)
+    entries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    done: str = ""
+    retried: dict[int, int] = field(default_factory=dict)
     version: int = 0
-
-    def chunk(self, index: int, pages: list[int]) -> ChunkState:
-        for c in self.chunks:
-            if c.index == index:
-                return c
-        return ChunkState(index=index, pages=pages)
 
     @property
     def state(self) -> str:
@@ -57,6 +61,18 @@ class DocState:
     def error(self) -> dict[str, Any] | None:
         raw = self.fields.get("error")
         return json.loads(raw) if raw else None
+
+    def chunk(self, index: int) -> ChunkState:
+        per_chunk = int(self.fields.get("chunk_pages", 1))
+        pages = chunk_pages(index, per_chunk, int(self.fields.get("pages", per_chunk)))
+        if index < len(self.done) and self.done[index] == "1":
+            return ChunkState(index, pages, COMPLETED, self.retried.get(index, 1))
+        entry = self.entries.get(index)
+        return ChunkState(index, pages, **entry) if entry else ChunkState(index, pages)
+
+    @property
+    def chunks(self) -> list[ChunkState]:
+        return [self.chunk(i) for i in range(int(self.fields.get("total_chunks", 0)))]
 
 
 @contextlib.contextmanager
@@ -127,42 +143,67 @@ class StateStore:
         return Lock(self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout,
                                 blocking_timeout=timeout, sleep=0.01))
 
+    def done_key(self, doc_id: str) -> str:
+        return f"{self.prefix}doc:{doc_id}:done"
+
+    def retried_key(self, doc_id: str) -> str:
+        return f"{self.prefix}doc:{doc_id}:retried"
+
+    def _keys(self, doc_id: str) -> list[str]:
+        return [self.doc_key(doc_id), self.chunks_key(doc_id), self.done_key(doc_id),
+                self.retried_key(doc_id)]
+
     # writes ------------------------------------------------------------------------------
-    def set_doc(self, doc_id: str, chunk: ChunkState | None = None, **values: Any) -> None:
-        """Update document fields (and one chunk), bump the version, manage TTLs."""
+    def set_doc(self, doc_id: str, chunk: ChunkState | None = None, *,
+                completed: ChunkState | None = None, **values: Any) -> None:
+        """Update document fields and at most one chunk, bump the version, manage TTLs."""
         now = self.clock.time()
         data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v))
                 for k, v in values.items() if v is not None}
         data["updated_at"] = iso(now)
         data["updated_ts"] = f"{now:.3f}"
-        key, ckey, vkey = self.doc_key(doc_id), self.chunks_key(doc_id), self.version_key(doc_id)
+        vkey = self.version_key(doc_id)
         with _redis():
             pipe = self.r.pipeline()
             if chunk is not None:
-                pipe.hset(ckey, str(chunk.index), chunk.to_json())
-            pipe.hset(key, mapping=data)
+                pipe.hset(self.chunks_key(doc_id), str(chunk.index), chunk.to_json())
+            if completed is not None:
+                pipe.hdel(self.chunks_key(doc_id), str(completed.index))
+                pipe.setrange(self.done_key(doc_id), completed.index, "1")
+                if completed.attempts > 1:
+                    pipe.hset(self.retried_key(doc_id), str(completed.index), completed.attempts)
+            pipe.hset(self.doc_key(doc_id), mapping=data)
             pipe.incr(vkey)
             pipe.expire(vkey, self.ttl)
             if values.get("state") in TERMINAL:
-                pipe.expire(key, self.ttl)
-                pipe.expire(ckey, self.ttl)
+                for key in self._keys(doc_id):
+                    pipe.expire(key, self.ttl)
                 pipe.zrem(self.active_key, doc_id)
                 pipe.lpush(self.recent_key, doc_id)
                 pipe.ltrim(self.recent_key, 0, RECENT_MAX - 1)
             else:
-                pipe.persist(key)
-                pipe.persist(ckey)
+                for key in self._keys(doc_id):
+                    pipe.persist(key)
                 pipe.zadd(self.active_key, {doc_id: now})
             pipe.execute()
 
     def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
-        self.set_doc(doc_id, chunk)
+        if chunk.state == COMPLETED:
+            self.set_doc(doc_id, completed=chunk)
+        else:
+            self.set_doc(doc_id, chunk)
 
-    def init_chunks(self, doc_id: str, chunks: list[ChunkState]) -> None:
-        """Record the chunks of a plan, keeping states already there (a redelivery)."""
+    def init_chunks(self, doc_id: str, total: int, per_chunk: int, pages: int,
+                    done: list[int], failed: list[ChunkState]) -> None:
+        """Record a plan's shape and what the disk says has ended (a redelivery keeps the
+        entries already there)."""
         with _redis():
             pipe = self.r.pipeline()
-            for c in chunks:
+            pipe.hset(self.doc_key(doc_id), mapping={
+                "total_chunks": total, "chunk_pages": per_chunk, "pages": pages})
+            for index in done:
+                pipe.setrange(self.done_key(doc_id), index, "1")
+            for c in failed:
                 pipe.hsetnx(self.chunks_key(doc_id), str(c.index), c.to_json())
             pipe.execute()
 
@@ -172,13 +213,15 @@ class StateStore:
             pipe = self.r.pipeline()
             pipe.hgetall(self.doc_key(doc_id))
             pipe.hgetall(self.chunks_key(doc_id))
+            pipe.get(self.done_key(doc_id))
+            pipe.hgetall(self.retried_key(doc_id))
             pipe.get(self.version_key(doc_id))
-            fields, chunks, version = pipe.execute()
+            fields, entries, done, retried, version = pipe.execute()
         if not fields:
             return None
-        items = sorted((ChunkState(**json.loads(v)) for v in chunks.values()),
-                       key=lambda c: c.index)
-        return DocState(doc_id, fields, items, int(version or 0))
+        return DocState(doc_id, fields, {int(k): json.loads(v) for k, v in entries.items()},
+                        done or "", {int(k): int(v) for k, v in retried.items()},
+                        int(version or 0))
 
     def version(self, doc_id: str) -> int:
         with _redis():

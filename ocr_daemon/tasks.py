@@ -57,10 +57,7 @@ def process_document(self: Task, watch: str, doc_id: str) -> None:
         if not pending:
             finish.aggregate(rt, doc, plan)
             return
-        chord(
-            group(process_chunk.s(watch, doc_id, index) for index in pending),
-            aggregate_chunks.s(watch, doc_id),
-        ).apply_async()
+        fan_out(watch, doc_id, pending[:doc.watch.chunks_in_flight])
     except OcrDaemonError as exc:
         if not exc.retryable:
             raise
@@ -90,14 +87,33 @@ def process_chunk(self: Task, watch: str, doc_id: str, index: int) -> dict[str, 
             return ChunkOutcome(index, FAILED, describe(exc)).to_dict()
 
 
+def fan_out(watch: str, doc_id: str, window: list[int]) -> None:
+    """A chord of one window of chunks; its callback sends the next window, or aggregates.
+
+    Windows of `chunks_in_flight` keep a document's queued messages (and Redis memory)
+    bounded whatever its size, and let other documents' chunks in between.
+    """
+    chord(
+        group(process_chunk.s(watch, doc_id, index) for index in window),
+        aggregate_chunks.s(watch, doc_id, window),
+    ).apply_async()
+
+
 @app.task(bind=True, name="ocr_daemon.aggregate_chunks", max_retries=None)
-def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str) -> str:
+def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str,
+                     window: list[int] | None = None) -> str:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
     plan = doc.plan() if doc else None
     if doc is None or plan is None:
         return "gone"
     try:
+        pending = docrecord.pending_chunks(doc, plan)
+        if set(window or ()) & set(pending):
+            raise finish.ChunksMissing(f"chunks {sorted(set(window or ()) & set(pending))}")
+        if pending:
+            fan_out(watch, doc_id, pending[:doc.watch.chunks_in_flight])
+            return "next window"
         return finish.aggregate(rt, doc, plan)
     except finish.ChunksMissing as exc:  # a duplicate chunk delivery fired the chord early
         raise self.retry(exc=exc, countdown=5, max_retries=60) from exc
