@@ -125,3 +125,41 @@ def status(config_path: str | None, as_json: bool) -> None:
         done = sum(1 for c in d.chunks if c.state == "completed")
         click.echo(f"{d.doc_id}  {d.fields.get('name', '?')}  {d.state}  "
                    f"chunks {done}/{len(d.chunks)}")
+
+
+@main.command("install-systemd")
+@config_option
+@click.option("--dir", "target", default="/etc/systemd/system", show_default=True,
+              type=click.Path(file_okay=False), help="Where to write the unit files.")
+@click.option("--user", default="ocr-daemon", show_default=True, help="User= of the units.")
+@click.option("--group", default="ocr-daemon", show_default=True, help="Group= of the units.")
+@click.option("--shared-group", default=None,
+              help="SupplementaryGroups=: the group of scanners and people who share the files.")
+@click.option("--redis-unit", default="redis-server.service", show_default=True,
+              help="Local Redis unit to want and start after ('' for none; remote Redis: none).")
+@click.option("--gemini-key-file", default=None,
+              help="LoadCredential= source of the Gemini API key ('' for none; default: "
+                   "engines.gemini.api_key_file if absolute, else /etc/ocr-daemon/gemini-api-key, "
+                   "when a watch uses engine gemini or that key is set).")
+@click.option("--executable", type=click.Path(dir_okay=False), default=None,
+              help="The installed ocr-daemon program (default: beside this Python, or $PATH).")
+@boundary
+def install_systemd(config_path: str | None, target: str, user: str, group: str,
+                    shared_group: str | None, redis_unit: str, gemini_key_file: str | None,
+                    executable: str | None) -> None:
+    """Write ocr-daemon-watch.service and ocr-daemon-worker@.service; start nothing."""
+    from pathlib import Path
+
+    from .systemd_units import install
+
+    done = install(config_mod.load(config_path), Path(target), user=user, group=group,
+                   shared_group=shared_group, redis_unit=redis_unit or None,
+                   gemini_key_file=gemini_key_file,
+                   executable=Path(executable) if executable else None)
+    for path in done.written:
+        click.echo(f"wrote {path}")
+    for warning in done.settings.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo("next, as root:")
+    for step in done.next_steps:
+        click.echo(f"  {step}")

@@ -47,7 +47,10 @@ class WorkerProcess:
         assert cfg.source is not None
         self.argv = [sys.executable, "-m", "ocr_daemon", "worker", "--config", str(cfg.source),
                      "--name", f"ocrd{index}-{os.getpid()}@%h"]
-        self.env = {**os.environ, "OCR_DAEMON__REDIS__URL": url, "OMP_THREAD_LIMIT": "1"}
+        # NOTIFY_SOCKET is ours: a worker must not announce READY on behalf of `run`.
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        self.env.update(OCR_DAEMON__REDIS__URL=url, OMP_THREAD_LIMIT="1")
         self.proc: subprocess.Popen[bytes] | None = None
         self.died_at: float | None = None
 

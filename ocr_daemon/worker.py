@@ -6,6 +6,7 @@ import os
 
 from . import celery_app
 from .config import Config
+from .worker_notify import WorkerNotifier, heartbeat_interval
 
 
 def worker_argv(cfg: Config, queues: list[str] | None, concurrency: int | None,
@@ -21,6 +22,9 @@ def worker_argv(cfg: Config, queues: list[str] | None, concurrency: int | None,
         "--without-gossip",
         "--hostname", name or f"ocrd-{os.getpid()}@%h",
     ]
+    beat = heartbeat_interval()  # the heartbeat drives WATCHDOG=1: beat faster than it asks
+    if beat is not None:
+        argv += ["--heartbeat-interval", str(beat)]
     return argv
 
 
@@ -29,5 +33,10 @@ def run_worker(cfg: Config, queues: list[str] | None = None, concurrency: int | 
     # Tesseract uses one thread per process: parallelism comes from the worker pool.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     app = celery_app.configure(cfg)
-    app.worker_main(worker_argv(cfg, queues, concurrency, pool, name))
+    # READY=1, WATCHDOG=1 and STOPPING=1 to systemd ($NOTIFY_SOCKET), from Celery's signals.
+    notifier = WorkerNotifier(list(queues or cfg.workers.queues)).connect()
+    try:
+        app.worker_main(worker_argv(cfg, queues, concurrency, pool, name))
+    finally:
+        notifier.stop()
     return 0
