@@ -128,6 +128,7 @@ class WatchConfig(_Model):
     max_file_bytes: PositiveInt = 1024 * 1024 * 1024
     max_pages: PositiveInt = 10_000
     duplicates: Literal["process", "skip"] = "process"
+    duplicates_window: PositiveInt = 30 * 24 * 3600  # seconds a sha256 is remembered for skip
 
     @field_validator("root")
     @classmethod
@@ -145,7 +146,7 @@ class WatchConfig(_Model):
     @field_validator("engine_options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"model", "prompt", "languages", "dpi", "timeout", "max_output_tokens"}
+        allowed = {"model", "prompt", "languages", "dpi", "psm", "timeout", "max_output_tokens"}
         unknown = sorted(set(v) - allowed)
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(allowed)}")
@@ -297,6 +298,7 @@ def redacted(cfg: Config) -> dict[str, Any]:
     gem = data["engines"]["gemini"]
     if gem.get("base_url"):
         gem["base_url"] = mask_url(gem["base_url"])
-    key_present = bool(os.environ.get(cfg.engines.gemini.api_key_env))
+    key_present = bool(os.environ.get(cfg.engines.gemini.api_key_env)
+                       or cfg.engines.gemini.api_key_file)
     gem["api_key"] = "***" if key_present else "(not set)"
     return data

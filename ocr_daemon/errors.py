@@ -148,11 +148,53 @@ class TransientEngineError(EngineError):
         self.retry_after = retry_after
 
 
+class RateLimited(TransientEngineError):
+    """429 for a per-minute quota: retry after the server's delay (or with backoff)."""
+
+    code = "engine_rate_limited"
+
+
+class ServerError(TransientEngineError):
+    """5xx, 408, timeouts, connection errors: retry with backoff and jitter."""
+
+    code = "engine_server_error"
+
+
+class QuotaExhausted(TransientEngineError):
+    """429 for a per-day quota: every worker pauses; no retry chunk by chunk."""
+
+    code = "engine_quota_exhausted"
+
+    def __init__(self, message: str, *, quota_id: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.quota_id = quota_id
+
+
+class EnginePaused(TransientEngineError):
+    """The engine is paused for every worker (a daily quota is spent) until ``retry_after``:
+    the work waits, and the wait does not count against its retries."""
+
+    code = "engine_paused"
+    hint = "The engine's daily quota is spent; work resumes by itself when it resets."
+
+
 class EngineUnavailable(EngineError):
     """Permanent for the engine (bad API key, engine not installed): stop sending to it."""
 
     code = "engine_unavailable"
     hint = "Check the engine's configuration (API key, installed programs)."
+
+
+class KeyRejected(EngineUnavailable):
+    """The key (or its project) is refused: permanent for the engine until the key changes."""
+
+    hint = ("Check the API key: put a valid key in the variable named by "
+            "engines.gemini.api_key_env (or the file engines.gemini.api_key_file), restart the "
+            "workers, then send the failed documents again (`ocr-daemon retry`).")
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --- storage -----------------------------------------------------------------------------

@@ -7,6 +7,8 @@ is turned into our CorruptDocument / EncryptedDocument here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import io
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,11 @@ from pypdf.errors import FileNotDecryptedError, PdfReadError
 
 from . import atomic
 from .errors import CorruptDocument, EncryptedDocument, StorageError, TooLarge
+
+# Tesseract refuses images wider or taller than 32767 pixels; a letter page at 600 dpi is
+# 34 million pixels. Larger renders only cost memory.
+RENDER_MAX_SIDE = 32000
+RENDER_MAX_PIXELS = 64_000_000
 
 
 def _open(path: Path) -> PdfReader:
@@ -103,17 +110,38 @@ def page_texts(path: Path, indices: list[int]) -> list[str]:
     return texts
 
 
-def render(path: Path, index: int, dpi: int) -> bytes:
-    """Render one 0-based page to PNG bytes at ``dpi`` (for the OCR engines)."""
-    import io
-
+def render(path: Path, index: int, dpi: int) -> tuple[bytes, int]:
+    """One 0-based page as grayscale PNG bytes, and the resolution used: ``dpi``, or less for
+    a page so large (a poster, a hostile 8400-pt page) that it would pass RENDER_MAX_PIXELS
+    or RENDER_MAX_SIDE pixels."""
     with _pdfium(path) as doc:
         try:
             page = doc[index]
-            bitmap = page.render(scale=dpi / 72, grayscale=True)
+            width, height = page.get_size()  # points
+            dpi = min(dpi, int(72 * math.sqrt(RENDER_MAX_PIXELS / max(1.0, width * height))),
+                      int(72 * RENDER_MAX_SIDE / max(1.0, width, height)))
+            bitmap = page.render(scale=max(dpi, 1) / 72, grayscale=True)
             image = bitmap.to_pil()
         except pypdfium2.PdfiumError as exc:
             raise CorruptDocument(f"page {index + 1} cannot be rendered: {exc}") from exc
         buf = io.BytesIO()
-        image.save(buf, format="PNG")
+        image.save(buf, format="PNG", dpi=(dpi, dpi))
+        return buf.getvalue(), dpi
+
+
+def pages_pdf(path: Path, indices: list[int]) -> bytes:
+    """A PDF of just the given 0-based pages, in memory (the file's own bytes if that is all)."""
+    with _pdfium(path) as doc:
+        if indices == list(range(len(doc))):
+            return path.read_bytes()
+        new = pypdfium2.PdfDocument.new()
+        try:
+            new.import_pages(doc, indices)
+            buf = io.BytesIO()
+            new.save(buf)
+        except pypdfium2.PdfiumError as exc:
+            raise CorruptDocument(f"pages {[i + 1 for i in indices]} cannot be copied: "
+                                  f"{exc}") from exc
+        finally:
+            new.close()
         return buf.getvalue()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import Config, WatchConfig
 from ..errors import EngineUnavailable
+from . import auto, gemini, tesseract
 from .base import Engine, Extraction, Page, PageRequest, PageText
 from .pdftext import PdfTextEngine
 
@@ -50,6 +51,9 @@ def _pdftext(ctx: EngineContext) -> Engine:
 
 REGISTRY: dict[str, Factory] = {
     "pdftext": _pdftext,
+    "gemini": gemini.create,
+    "tesseract": tesseract.create,
+    "auto": auto.create,
 }
 
 

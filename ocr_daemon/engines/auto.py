@@ -1,0 +1,71 @@
+"""Engine `auto`: a PDF page's own text layer where it has real text, OCR where it has none."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .. import log, pdf
+from ..config import GeminiConfig
+from ..sniff import PDF
+from .base import Engine, Extraction, PageRequest, PageText, has_text
+
+if TYPE_CHECKING:
+    from . import EngineContext
+
+
+def gemini_configured(settings: GeminiConfig, environ: Mapping[str, str]) -> bool:
+    """True when an API key is at hand: its environment variable is set, or its file exists."""
+    if environ.get(settings.api_key_env, "").strip():
+        return True
+    return settings.api_key_file is not None and settings.api_key_file.is_file()
+
+
+def ocr_engine_name(ctx: EngineContext, environ: Mapping[str, str],
+                    registered: set[str] | frozenset[str]) -> str:
+    """gemini when a key is configured (and the engine is registered), else tesseract."""
+    if "gemini" in registered and gemini_configured(ctx.cfg.engines.gemini, environ):
+        return "gemini"
+    return "tesseract"
+
+
+class AutoEngine:
+    name = "auto"
+
+    def __init__(self, ctx: EngineContext, min_chars: int) -> None:
+        self.ctx = ctx
+        self.min_chars = min_chars
+        self._ocr: Engine | None = None
+
+    @property
+    def ocr(self) -> Engine:
+        """The OCR engine, built on first need: a text-only PDF never needs one."""
+        if self._ocr is None:
+            from . import REGISTRY  # resolved at call time: the package imports this module
+
+            name = ocr_engine_name(self.ctx, os.environ, frozenset(REGISTRY))
+            self._ocr = REGISTRY[name](self.ctx)
+            log.get(engine=self.name, watch=self.ctx.watch.name).info("auto_ocr_engine",
+                                                                      ocr=name)
+        return self._ocr
+
+    def extract(self, request: PageRequest) -> Extraction:
+        if request.mime != PDF:  # an image has no text layer
+            return self.ocr.extract(request)
+        texts = pdf.page_texts(request.path, [p.index for p in request.pages])
+        layer = {p.number: PageText(p.number, text, "pdftext")
+                 for p, text in zip(request.pages, texts, strict=True)
+                 if has_text(text, self.min_chars)}
+        scanned = tuple(p for p in request.pages if p.number not in layer)
+        if not scanned:
+            return Extraction(list(layer.values()))
+        ocred = self.ocr.extract(PageRequest(request.path, request.mime, scanned))
+        by_number = {**layer, **{p.number: p for p in ocred.pages}}
+        return Extraction([by_number[p.number] for p in request.pages], ocred.warnings)
+
+
+def create(ctx: EngineContext) -> Engine:
+    from . import settings_for  # resolved at call time: the package imports this module
+
+    return AutoEngine(ctx, settings_for(ctx.cfg.engines.pdftext, ctx.watch).min_chars)

@@ -1,0 +1,469 @@
+"""A local stand-in for the Gemini REST API (generateContent, File API) with scriptable faults."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pypdfium2
+
+from ocr_daemon.engines.gemini_prompt import BLANK, PAGE_BREAK
+
+PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+TOKENS_PER_PAGE = 258
+
+_GENERATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
+_UPLOAD = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
+_FILE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/]+)$")
+
+# What each injectable fault does; see ``FakeGemini.inject``.
+FAULTS = ("rate_limit", "daily_quota", "internal", "unavailable", "bad_gateway",
+          "gateway_timeout", "slow", "max_tokens", "recitation", "safety", "merge_pages",
+          "bad_key", "forbidden")
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int = 1
+    retry_delay: str | None = None  # RetryInfo.retryDelay, e.g. "2s" (rate_limit, daily_quota)
+    delay: float = 0.0  # seconds before answering (slow)
+    when: str | None = None  # only requests whose transcription contains this text
+
+
+@dataclass
+class Call:
+    """One request the server received."""
+
+    kind: str  # generate | upload_start | upload | file_get | file_delete | unknown
+    method: str
+    path: str
+    headers: dict[str, str]
+    at: float
+    api_key: str | None
+    body: Any = None
+    model: str | None = None
+    texts: list[str] = field(default_factory=list)  # the pages it "transcribed" (generate)
+    media: list[str] = field(default_factory=list)  # "inline:<mime>" | "file:<mime>" per part
+    status: int = 0
+    fault: str | None = None
+
+    @property
+    def generation_config(self) -> dict[str, Any]:
+        body = self.body if isinstance(self.body, dict) else {}
+        return dict(body.get("generationConfig") or body.get("generation_config") or {})
+
+
+def _b64decode(data: str) -> bytes:
+    """Decode standard or URL-safe base64, padded or not (clients send either)."""
+    padded = data + "=" * (-len(data) % 4)
+    try:
+        if "-" in data or "_" in data:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"bad base64: {exc}") from exc
+
+
+def pdf_texts(data: bytes) -> list[str]:
+    """The real text layer of every page (what a perfect transcription would return)."""
+    doc = pypdfium2.PdfDocument(data)
+    try:
+        texts = []
+        for page in doc:
+            textpage = page.get_textpage()
+            texts.append(textpage.get_text_bounded().replace("\r\n", "\n").replace("\r", "\n"))
+            textpage.close()
+            page.close()
+        return texts
+    finally:
+        doc.close()
+
+
+def error_body(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
+    """A google.rpc.Status error as the Gemini API returns it."""
+    body: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        body["details"] = list(details)
+    return {"error": body}
+
+
+def retry_info(delay: str) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+
+
+def quota_failure(quota_id: str, model: str, value: str) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        "quotaId": quota_id,
+        "quotaDimensions": {"location": "global", "model": model},
+        "quotaValue": value,
+    }]}
+
+
+HELP = {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+    "description": "Learn more about Gemini API quotas",
+    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}
+
+
+def bad_key_body() -> dict[str, Any]:
+    message = "API key not valid. Please pass a valid API key."
+    return error_body(400, "INVALID_ARGUMENT", message, {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com"},
+    }, {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+        "message": message})
+
+
+def forbidden_body(key: str | None) -> dict[str, Any]:
+    # The real API names the consumer, key included: clients must not log this verbatim.
+    return error_body(403, "PERMISSION_DENIED",
+                      f"Permission denied: Consumer 'api_key:{key}' has been suspended.", {
+                          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                          "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
+                          "metadata": {"consumer": f"projects/{key}",
+                                       "service": "generativelanguage.googleapis.com"}})
+
+
+class FakeGemini:
+    """The server and its scriptable behaviour; every request is recorded in ``calls``."""
+
+    def __init__(self, image_text: str = "text of the image") -> None:
+        self.image_text = image_text
+        self.valid_keys: set[str] = set()  # empty: any key is accepted
+        self.forbidden_keys: set[str] = set()
+        self.processing_polls = 0  # files.get answers PROCESSING this many times first
+        self.calls: list[Call] = []
+        self.faults: list[Fault] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.fake = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> FakeGemini:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def inject(self, kind: str, times: int = 1, *, retry_delay: str | None = None,
+               delay: float = 0.0, when: str | None = None) -> None:
+        """Make the next ``times`` generateContent requests (matching ``when``) fail so."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {FAULTS}")
+        with self.lock:
+            self.faults.append(Fault(kind, times, retry_delay, delay, when))
+
+    def generate_calls(self) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.kind == "generate"]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.faults.clear()
+
+    # --- behaviour -------------------------------------------------------------------
+
+    def take_fault(self, texts: list[str]) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.when is None or any(fault.when in t for t in texts):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def auth_error(self, key: str | None) -> tuple[int, dict[str, Any]] | None:
+        if key is None:
+            return 403, error_body(
+                403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers "
+                "without established identity). Please use API Key or other form of API "
+                "consumer identity to call this API.")
+        if key in self.forbidden_keys:
+            return 403, forbidden_body(key)
+        if self.valid_keys and key not in self.valid_keys:
+            return 400, bad_key_body()
+        return None
+
+    def media_texts(self, body: dict[str, Any], call: Call) -> list[str]:
+        texts: list[str] = []
+        for content in body.get("contents") or []:
+            for part in content.get("parts") or []:
+                inline = part.get("inlineData") or part.get("inline_data")
+                ref = part.get("fileData") or part.get("file_data")
+                if inline:
+                    mime = inline.get("mimeType") or inline.get("mime_type")
+                    data = _b64decode(inline["data"])
+                    call.media.append(f"inline:{mime}")
+                elif ref:
+                    uri = ref.get("fileUri") or ref.get("file_uri")
+                    file = self.files[uri.rstrip("/").rsplit("/", 1)[-1]]
+                    mime, data = file["mimeType"], file["data"]
+                    call.media.append(f"file:{mime}")
+                else:
+                    continue
+                texts += pdf_texts(data) if mime == "application/pdf" else [self.image_text]
+        return texts
+
+    def answer(self, call: Call, texts: list[str], fault: Fault | None) -> dict[str, Any]:
+        """What a model that follows our transcription prompt would answer."""
+        pages = [t.strip() for t in texts]
+        if len(pages) == 1:
+            text = pages[0]
+        else:
+            join = "\n\n" if fault and fault.kind == "merge_pages" else f"\n{PAGE_BREAK}\n"
+            text = join.join(p or BLANK for p in pages)
+        finish = "STOP"
+        limit = int(call.generation_config.get("maxOutputTokens")
+                    or call.generation_config.get("max_output_tokens") or 1 << 30)
+        if fault and fault.kind == "max_tokens":
+            limit = max(1, len(text) // 8)
+        if len(text) > limit * 4:  # about 4 characters a token
+            text, finish = text[:limit * 4], "MAX_TOKENS"
+        prompt_tokens = TOKENS_PER_PAGE * max(1, len(pages)) + 100
+        candidate: dict[str, Any] = {"index": 0, "finishReason": finish}
+        if fault and fault.kind in ("recitation", "safety"):
+            candidate["finishReason"] = fault.kind.upper()
+            if fault.kind == "safety":
+                candidate["safetyRatings"] = [{
+                    "category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH",
+                    "blocked": True}]
+            else:
+                candidate["citationMetadata"] = {"citationSources": [
+                    {"startIndex": 0, "endIndex": 40, "uri": "https://example.org/book"}]}
+        elif text:
+            candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+        else:  # a blank page: the model answers nothing at all
+            candidate["content"] = {"role": "model"}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": {"promptTokenCount": prompt_tokens,
+                              "candidatesTokenCount": len(text) // 4,
+                              "totalTokenCount": prompt_tokens + len(text) // 4},
+            "modelVersion": call.model,
+            "responseId": uuid.uuid4().hex[:20],
+        }
+
+    def fault_error(self, fault: Fault, call: Call) -> tuple[int, dict[str, Any]] | None:
+        model = call.model or "?"
+        if fault.kind == "rate_limit":
+            details = [quota_failure(PER_MINUTE_QUOTA_ID, model, "15"), HELP]
+            if fault.retry_delay:
+                details.append(retry_info(fault.retry_delay))
+            return 429, error_body(429, "RESOURCE_EXHAUSTED", "You exceeded your current "
+                                   "quota, please check your plan and billing details.",
+                                   *details)
+        if fault.kind == "daily_quota":
+            details = [quota_failure(PER_DAY_QUOTA_ID, model, "1500"), HELP,
+                       retry_info(fault.retry_delay or "41s")]
+            return 429, error_body(429, "RESOURCE_EXHAUSTED", "You exceeded your current "
+                                   "quota, please check your plan and billing details.",
+                                   *details)
+        simple = {
+            "internal": (500, "INTERNAL", "An internal error has occurred. Please retry."),
+            "unavailable": (503, "UNAVAILABLE", "The model is overloaded. Please try later."),
+            "bad_gateway": (502, "UNAVAILABLE", "Bad Gateway"),
+            "gateway_timeout": (504, "DEADLINE_EXCEEDED", "Deadline expired before operation "
+                                "could complete."),
+        }
+        if fault.kind in simple:
+            code, status, message = simple[fault.kind]
+            return code, error_body(code, status, message)
+        if fault.kind == "bad_key":
+            return 400, bad_key_body()
+        if fault.kind == "forbidden":
+            return 403, forbidden_body(call.api_key)
+        return None
+
+    def generate(self, call: Call, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        auth = self.auth_error(call.api_key)
+        if auth:
+            return auth
+        try:
+            texts = self.media_texts(body, call)
+        except (KeyError, ValueError) as exc:
+            return 400, error_body(400, "INVALID_ARGUMENT", f"Invalid request: {exc}")
+        call.texts = texts
+        fault = self.take_fault(texts)
+        if fault:
+            call.fault = fault.kind
+            if fault.delay:
+                time.sleep(fault.delay)
+            error = self.fault_error(fault, call)
+            if error:
+                return error
+        return 200, self.answer(call, texts, fault)
+
+    def upload_start(self, call: Call, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        auth = self.auth_error(call.api_key)
+        if auth:
+            return auth[0], auth[1], {}
+        if call.headers.get("x-goog-upload-protocol") != "resumable":
+            return 400, error_body(400, "INVALID_ARGUMENT", "resumable uploads only"), {}
+        upload_id = uuid.uuid4().hex
+        meta = (body or {}).get("file") or {}
+        with self.lock:
+            self.uploads[upload_id] = {
+                "size": int(call.headers.get("x-goog-upload-header-content-length", "0")),
+                "mime": call.headers.get("x-goog-upload-header-content-type")
+                or meta.get("mimeType"),
+                "data": b"",
+            }
+        version = _UPLOAD.match(call.path).group("version")  # type: ignore[union-attr]
+        url = f"{self.url}/upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable"
+        return 200, None, {"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}
+
+    def upload_chunk(self, call: Call, data: bytes,
+                     upload_id: str) -> tuple[int, Any, dict[str, str]]:
+        with self.lock:
+            upload = self.uploads.get(upload_id)
+            if upload is None:
+                return 404, error_body(404, "NOT_FOUND", "no such upload"), {}
+            offset = int(call.headers.get("x-goog-upload-offset", "0"))
+            if offset != len(upload["data"]):
+                return 400, error_body(400, "INVALID_ARGUMENT", "bad offset"), {}
+            upload["data"] += data
+            command = call.headers.get("x-goog-upload-command", "")
+            if "finalize" not in command:
+                return 200, None, {"X-Goog-Upload-Status": "active"}
+            file_id = uuid.uuid4().hex[:12]
+            version = _UPLOAD.match(call.path).group("version")  # type: ignore[union-attr]
+            self.files[file_id] = {
+                "name": f"files/{file_id}", "mimeType": upload["mime"],
+                "sizeBytes": str(len(upload["data"])),
+                "uri": f"{self.url}/{version}/files/{file_id}",
+                "state": "PROCESSING" if self.processing_polls else "ACTIVE",
+                "source": "UPLOADED", "data": upload["data"], "polls": 0,
+            }
+            del self.uploads[upload_id]
+            return 200, {"file": self.public(file_id)}, {"X-Goog-Upload-Status": "final"}
+
+    def public(self, file_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.files[file_id].items() if k not in ("data", "polls")}
+
+    def file_get(self, call: Call, file_id: str) -> tuple[int, Any]:
+        auth = self.auth_error(call.api_key)
+        if auth:
+            return auth
+        with self.lock:
+            file = self.files.get(file_id)
+            if file is None:
+                return 404, error_body(404, "NOT_FOUND", f"File {file_id} not found.")
+            file["polls"] += 1
+            if file["polls"] > self.processing_polls:
+                file["state"] = "ACTIVE"
+            return 200, self.public(file_id)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ThreadingHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    @property
+    def fake(self) -> FakeGemini:
+        return self.server.fake  # type: ignore[attr-defined,no-any-return]
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    def _record(self, kind: str, body: Any = None) -> Call:
+        query = parse_qs(urlsplit(self.path).query)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        key = headers.get("x-goog-api-key") or next(iter(query.get("key") or []), None)
+        call = Call(kind, self.command, urlsplit(self.path).path, headers, time.time(), key, body)
+        with self.fake.lock:
+            self.fake.calls.append(call)
+        return call
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        raw = self._body()
+        query = parse_qs(urlsplit(self.path).query)
+        if _UPLOAD.match(path) and "upload_id" in query:
+            call = self._record("upload")
+            status, body, headers = self.fake.upload_chunk(call, raw, query["upload_id"][0])
+            call.status = status
+            return self._send(status, body, headers)
+        try:
+            payload = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            payload = None
+        match = _GENERATE.match(path)
+        if match:
+            call = self._record("generate", payload)
+            call.model = match.group("model")
+            status, body = self.fake.generate(call, payload or {})
+            call.status = status
+            return self._send(status, body)
+        if _UPLOAD.match(path):
+            call = self._record("upload_start", payload)
+            status, body, headers = self.fake.upload_start(call, payload or {})
+            call.status = status
+            return self._send(status, body, headers)
+        self._record("unknown", payload).status = 404
+        return self._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        match = _FILE.match(path)
+        call = self._record("file_get" if match else "unknown")
+        status, body = (self.fake.file_get(call, match.group("id")) if match
+                        else (404, error_body(404, "NOT_FOUND", f"no route {path}")))
+        call.status = status
+        self._send(status, body)
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path
+        match = _FILE.match(path)
+        call = self._record("file_delete" if match else "unknown")
+        with self.fake.lock:
+            found = match is not None and self.fake.files.pop(match.group("id"), None) is not None
+        call.status = 200 if found else 404
+        self._send(call.status, {} if found else error_body(404, "NOT_FOUND", "no such file"))
+
+
+@contextlib.contextmanager
+def running(image_text: str = "text of the image") -> Iterator[FakeGemini]:
+    fake = FakeGemini(image_text).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

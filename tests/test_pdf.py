@@ -1,0 +1,43 @@
+"""The PDF adapter: hostile page sizes, encryption, damage become our errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pypdf import PdfWriter
+
+from ocr_daemon import pdf
+from ocr_daemon.errors import CorruptDocument, EncryptedDocument
+
+from .conftest import RESOURCES
+
+
+def test_render_of_a_huge_page_is_capped_in_pixels_and_reports_the_resolution_used(
+        tmp_path: Path) -> None:
+    writer = PdfWriter()
+    writer.add_blank_page(width=14400, height=14400)  # 200 inches square: 3.6 Gpx at 300 dpi
+    path = tmp_path / "poster.pdf"
+    with open(path, "wb") as fh:
+        writer.write(fh)
+    png, dpi = pdf.render(path, 0, 300)
+    width, height = Image.open(io.BytesIO(png)).size
+    assert dpi < 300
+    assert width * height <= pdf.RENDER_MAX_PIXELS
+    assert abs(width - 14400 * dpi / 72) <= 1
+
+
+def test_render_of_a_normal_page_keeps_the_asked_resolution() -> None:
+    png, dpi = pdf.render(RESOURCES / "pdflatex-4-pages.pdf", 0, 150)
+    image = Image.open(io.BytesIO(png))
+    assert dpi == 150 and image.info["dpi"][0] == pytest.approx(150, abs=1)
+
+
+def test_password_protected_and_damaged_pdfs_raise_our_errors() -> None:
+    with pytest.raises(EncryptedDocument):
+        pdf.count_pages(RESOURCES / "r4-aes-user-password.pdf", 100)
+    with pytest.raises(CorruptDocument):
+        pdf.count_pages(RESOURCES / "qpdf-bad2.pdf", 100)
+    assert pdf.count_pages(RESOURCES / "r5-empty-password.pdf", 100) == 1
