@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import socket
+import stat
 from pathlib import Path
 
 from . import atomic
@@ -21,18 +22,23 @@ from .manifest import Manifest, new_doc_id
 from .progress import snapshot
 
 
-def sha256_of(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
+def sha256_of(path: Path, limit: int) -> tuple[int, str | None]:
+    """Size and sha256 of a regular file (never through a link); no hash above ``limit``
+    bytes: such a file fails as too large and is not worth reading."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            return size, None
+        digest = hashlib.sha256()
         while block := fh.read(1 << 20):
             digest.update(block)
-            size += len(block)
     return size, digest.hexdigest()
 
 
-def claim(paths: WatchPaths, src: Path, clock: Clock) -> Manifest | None:
-    """Move ``src`` into a new document record; None when another claimer took it first."""
+def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int) -> Manifest | None:
+    """Move ``src`` into a new document record; None when another claimer took it first
+    (or it stopped being a regular file between the look and the rename)."""
     now = clock.time()
     doc_id = new_doc_id(now)
     dp = paths.doc(doc_id)
@@ -50,17 +56,23 @@ def claim(paths: WatchPaths, src: Path, clock: Clock) -> Manifest | None:
     except (OSError, StorageError) as exc:
         shutil.rmtree(dp.dir, ignore_errors=True)
         raise StorageError(f"cannot claim {src}: {exc}") from exc
+    if not stat.S_ISREG(os.lstat(dp.source).st_mode):  # swapped for a link or FIFO: give back
+        if not os.path.lexists(src):
+            os.rename(dp.source, src)
+            shutil.rmtree(dp.dir, ignore_errors=True)
+        return None
     atomic.fsync_dir(dp.dir)
     atomic.fsync_dir(src.parent)
-    complete_claim(paths, dp.dir.name, manifest, clock)
+    complete_claim(paths, dp.dir.name, manifest, clock, max_bytes)
     return manifest
 
 
-def complete_claim(paths: WatchPaths, doc_id: str, manifest: Manifest, clock: Clock) -> Outputs:
+def complete_claim(paths: WatchPaths, doc_id: str, manifest: Manifest, clock: Clock,
+                   max_bytes: int) -> Outputs:
     """Hash the original and reserve its output stem (again after a crash: idempotent)."""
     dp = paths.doc(doc_id)
-    if manifest.sha256 is None:
-        manifest.size, manifest.sha256 = sha256_of(dp.source)
+    if manifest.size is None:
+        manifest.size, manifest.sha256 = sha256_of(dp.source, max_bytes)
     first = atomic.dumps(snapshot(manifest, None, None, clock.time()))
     out = reserve_stem(paths, manifest.rel_dir, manifest.name, doc_id, first)
     if manifest.stem != out.stem:

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -13,7 +14,7 @@ import yaml
 
 from . import config as config_mod
 from . import log
-from .errors import OcrDaemonError
+from .errors import ConfigError, OcrDaemonError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,8 +149,6 @@ def install_systemd(config_path: str | None, target: str, user: str, group: str,
                     shared_group: str | None, redis_unit: str, gemini_key_file: str | None,
                     executable: str | None) -> None:
     """Write ocr-daemon-watch.service and ocr-daemon-worker@.service; start nothing."""
-    from pathlib import Path
-
     from .systemd_units import install
 
     done = install(config_mod.load(config_path), Path(target), user=user, group=group,
@@ -163,3 +162,26 @@ def install_systemd(config_path: str | None, target: str, user: str, group: str,
     click.echo("next, as root:")
     for step in done.next_steps:
         click.echo(f"  {step}")
+
+
+@main.command()
+@config_option
+@click.option("--watch", "watch_name", default=None,
+              help="The watch to submit to (default: the first one).")
+@click.option("--sub", default="", help="A sub-folder of the inbox (recursive watches).")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@boundary
+def submit(config_path: str | None, watch_name: str | None, sub: str,
+           files: tuple[Path, ...]) -> None:
+    """Copy FILES into a watch's inbox safely (temporary name, then rename)."""
+    from .submit import submit as submit_files
+
+    cfg = config_mod.load(config_path)
+    try:
+        watch = cfg.watch(watch_name) if watch_name else cfg.watches[0]
+    except KeyError:
+        names = ", ".join(w.name for w in cfg.watches)
+        raise ConfigError([f"--watch {watch_name}: no such watch ({names})"]) from None
+    for path in submit_files(watch, list(files), sub):
+        click.echo(str(path))

@@ -11,12 +11,14 @@ from typing import Any
 
 from . import atomic, log
 from .claim import complete_claim
-from .clock import Clock, iso
+from .clock import iso
+from .docrecord import Doc
 from .errors import OcrDaemonError, ServiceUnavailable
+from .finish import skip_duplicate
 from .layout import WatchPaths
 from .manifest import Manifest
-from .progress import ProgressPublisher
-from .state import QUEUED, StateStore
+from .runtime import Runtime
+from .state import QUEUED
 
 # A record younger than this may belong to a claim happening right now (maybe on another host).
 CLAIM_GRACE_SECONDS = 60.0
@@ -42,12 +44,23 @@ def celery_send(watch: str, doc_id: str) -> str:
 
 
 class Dispatcher:
-    def __init__(self, store: StateStore, progress: ProgressPublisher, send: Send,
-                 clock: Clock) -> None:
-        self.store = store
-        self.progress = progress
+    def __init__(self, rt: Runtime, send: Send) -> None:
+        self.rt = rt
+        self.store = rt.store
+        self.progress = rt.progress
         self.send = send
-        self.clock = clock
+        self.clock = rt.clock
+
+    def _duplicate_of(self, paths: WatchPaths, manifest: Manifest) -> dict[str, Any] | None:
+        """With `duplicates: skip`, the earlier document holding this sha256, if any."""
+        watch = self.rt.cfg.watch(paths.name)
+        if watch.duplicates != "skip" or not manifest.sha256:
+            return None
+        result = paths.outputs(manifest.rel_dir, manifest.stem or "", manifest.name).result
+        record = {"doc_id": manifest.doc_id, "source": manifest.rel_path,
+                  "result": str(result.relative_to(paths.root))}
+        return self.store.claim_sha(paths.name, manifest.sha256, record,
+                                    watch.duplicates_window)
 
     def queue(self, paths: WatchPaths, manifest: Manifest) -> bool:
         """Mark queued, send the task, record it on disk. False when Redis is unreachable."""
@@ -55,6 +68,12 @@ class Dispatcher:
         logger = log.get(doc_id=manifest.doc_id, watch=paths.name)
         previous = self.dispatch_record(dp.dispatch)
         try:
+            earlier = self._duplicate_of(paths, manifest)
+            if earlier is not None:
+                doc = Doc(self.rt.cfg.watch(paths.name), paths, dp, manifest)
+                skip_duplicate(self.rt, doc, earlier)
+                logger.info("document_duplicate_skipped", duplicate_of=earlier["doc_id"])
+                return True
             self.store.set_doc(manifest.doc_id, state=QUEUED, watch=paths.name,
                                name=manifest.name, stem=manifest.stem,
                                created_at=manifest.claimed_at)
@@ -98,7 +117,8 @@ class Dispatcher:
                 manifest = Manifest.load(dp.manifest)
             except (FileNotFoundError, ValueError, TypeError):
                 continue  # a claim in progress, or damaged: left for a person (logged by status)
-            complete_claim(paths, dp.doc_id, manifest, self.clock)
+            complete_claim(paths, dp.doc_id, manifest, self.clock,
+                           self.rt.cfg.watch(paths.name).max_file_bytes)
             queued += self.queue(paths, manifest)
         return queued
 

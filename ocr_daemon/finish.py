@@ -120,7 +120,9 @@ def decide(rt: Runtime, doc: Doc, state: str, **details: Any) -> dict[str, Any]:
 
 def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> str:
     state: str = outcome["state"]
-    if state == COMPLETED and plan is not None:
+    if outcome.get("duplicate_of"):
+        _skip(rt, doc, outcome)
+    elif state == COMPLETED and plan is not None:
         _complete(rt, doc, plan, outcome)
     else:
         _fail(rt, doc, plan, outcome)
@@ -129,6 +131,36 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
         "document_" + state, original_to=outcome["original_to"],
         error=(outcome.get("error") or {}).get("code"))
     return state
+
+
+def skip_duplicate(rt: Runtime, doc: Doc, earlier: dict[str, Any]) -> str:
+    """`duplicates: skip`: the original is archived unprocessed; its sidecars name the earlier
+    document whose results already exist."""
+    with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
+        outcome = doc.outcome() or decide(rt, doc, COMPLETED, duplicate_of=earlier)
+        return carry_out(rt, doc, None, outcome)
+
+
+def _skip(rt: Runtime, doc: Doc, outcome: dict[str, Any]) -> None:
+    earlier = outcome["duplicate_of"]
+    now = iso(rt.clock.time())
+    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now, duplicate_of=earlier)
+    publish(rt, doc, None, wait=True)
+    _move_original(doc, outcome)
+    atomic.write_json(doc.out.result, {
+        "schema": RESULT_SCHEMA,
+        "doc_id": doc.doc_id,
+        "watch": doc.watch.name,
+        "source": source_info(doc.manifest, None),
+        "engine": None,
+        "pages": [],
+        "chunks": [],
+        "duplicate_of": earlier,
+        "started_at": outcome["decided_at"],
+        "finished_at": now,
+        "warnings": [f"duplicate of document {earlier['doc_id']} (results: "
+                     f"{earlier['result']}): not processed again"],
+    })
 
 
 def _move_original(doc: Doc, outcome: dict[str, Any]) -> None:
@@ -150,6 +182,7 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
     publish(rt, doc, plan, wait=True)
     live = rt.store.get(doc.doc_id)
     attempts = {c.index: c.attempts for c in live.chunks} if live else {}
+    _move_original(doc, outcome)  # before the result: its presence means everything is done
     atomic.write_json(out.result, {
         "schema": RESULT_SCHEMA,
         "doc_id": doc.doc_id,
@@ -165,7 +198,6 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
         "finished_at": now,
         "warnings": warnings,
     })
-    _move_original(doc, outcome)
 
 
 def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> None:
@@ -178,6 +210,8 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> 
             atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
     state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
+    if doc.manifest.sha256:  # dropping it again must process it, not skip it as a duplicate
+        rt.store.forget_sha(doc.watch.name, doc.manifest.sha256, doc.doc_id)
     rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
     publish(rt, doc, plan, wait=True)
     atomic.write_json(out.error, {

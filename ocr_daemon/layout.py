@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import atomic
 from .config import WatchConfig
+from .errors import ConfigError
 
 FOLDERS = ("inbox", "processing", "outbox", "failed", "archive")
 NAME_MAX = 255
@@ -30,8 +32,18 @@ class WatchPaths:
         return cls(watch.name, root, *(root / f for f in FOLDERS))
 
     def ensure(self) -> None:
+        """Create the five folders; refuse links and folders on another filesystem (a claim is
+        an atomic rename, which only works within one filesystem)."""
+        devices = set()
         for folder in (self.inbox, self.processing, self.outbox, self.failed, self.archive):
             folder.mkdir(parents=True, exist_ok=True)
+            st = os.lstat(folder)
+            if not stat.S_ISDIR(st.st_mode):
+                raise ConfigError([f"watch {self.name}: {folder} must be a folder, not a link"])
+            devices.add(st.st_dev)
+        if len(devices) > 1:
+            raise ConfigError([f"watch {self.name}: inbox, processing, outbox, failed and "
+                               f"archive under {self.root} must be on one filesystem"])
 
     def doc(self, doc_id: str) -> DocPaths:
         return DocPaths(self.processing / doc_id)

@@ -65,8 +65,8 @@ class Reaper:
         self.requeue = requeue  # (watch, doc_id) -> task id: sends process_document
         self.clock = clock
 
-    def stalled(self, paths: WatchPaths) -> list[Doc]:
-        """Documents of this watch with no progress for stall_timeout seconds."""
+    def stalled(self, paths: WatchPaths, stall: float | None = None) -> list[Doc]:
+        """Documents of this watch with no progress for ``stall`` (stall_timeout) seconds."""
         cfg = self.rt.cfg
         watch = cfg.watch(paths.name)
         now = self.clock.time()
@@ -81,16 +81,19 @@ class Reaper:
                 continue
             live = self.rt.store.get(doc.doc_id)
             live_ts = float(live.fields.get("updated_ts", 0)) if live else None
-            limit = cfg.stall_timeout
+            limit = cfg.stall_timeout if stall is None else stall
             if live and any(c.state == PROCESSING for c in live.chunks):
                 limit = max(limit, cfg.workers.time_limit + 30)  # a long chunk is running
             if now - last_activity(doc, live_ts) > limit:
                 found.append(doc)
         return found
 
-    def reap(self, paths: WatchPaths) -> int:
-        """Queue lost documents again; fail those past max_document_attempts. Returns count."""
-        candidates = self.stalled(paths)
+    def reap(self, paths: WatchPaths, stall: float | None = None) -> int:
+        """Queue lost documents again; fail those past max_document_attempts. Returns count.
+
+        ``stall=0`` at start-up: every dispatched document with no message left is lost.
+        """
+        candidates = self.stalled(paths, stall)
         if not candidates:
             return 0
         alive = broker_mentions(self.rt.store.r, self.rt.cfg.redis.key_prefix,

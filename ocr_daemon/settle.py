@@ -17,14 +17,17 @@ class Look:
     signature: tuple[int, int, int]
     since: float  # when this signature was first seen
     first_seen: float
+    last: float
     looks: int = 1
     reported: bool = False
 
 
 class Settler:
-    def __init__(self, settle_seconds: float, settle_checks: int) -> None:
+    def __init__(self, settle_seconds: float, settle_checks: int,
+                 look_interval: float = 0.0) -> None:
         self.settle_seconds = settle_seconds
         self.settle_checks = settle_checks
+        self.look_interval = look_interval  # polling: equal looks count only this far apart
         self.looks: dict[str, Look] = {}
 
     def observe(self, path: str, st: os.stat_result, now: float) -> bool:
@@ -32,11 +35,12 @@ class Settler:
         sig = (st.st_size, st.st_mtime_ns, st.st_ino)
         look = self.looks.get(path)
         if look is None:
-            look = self.looks[path] = Look(sig, now, now)
+            look = self.looks[path] = Look(sig, now, now, now)
         elif look.signature != sig:
-            look.signature, look.since, look.looks = sig, now, 1
-        else:
+            look.signature, look.since, look.looks, look.last = sig, now, 1, now
+        elif now - look.last >= self.look_interval:
             look.looks += 1
+            look.last = now
         wait = self.settle_seconds
         if st.st_size == 0:
             wait = max(wait * EMPTY_FACTOR, EMPTY_MIN_SECONDS)
@@ -46,7 +50,7 @@ class Settler:
         """Start the wait again (a writer still has the file open)."""
         look = self.looks.get(path)
         if look is not None:
-            look.since, look.looks = now, 1
+            look.since, look.looks, look.last = now, 1, now
 
     def unsettled_too_long(self, path: str, now: float) -> bool:
         """True once for a file that has kept changing for REPORT_AFTER seconds."""

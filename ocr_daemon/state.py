@@ -207,6 +207,27 @@ class StateStore:
                 pipe.hsetnx(self.chunks_key(doc_id), str(c.index), c.to_json())
             pipe.execute()
 
+    def claim_sha(self, watch: str, sha256: str, record: dict[str, Any],
+                  ttl: int) -> dict[str, Any] | None:
+        """Remember ``sha256`` as ``record``'s; the earlier record when another holds it."""
+        key = f"{self.prefix}sha:{watch}:{sha256}"
+        with _redis():
+            if self.r.set(key, json.dumps(record), nx=True, ex=ttl):
+                return None
+            raw = self.r.get(key)
+        held: dict[str, Any] | None = json.loads(raw) if raw else None
+        if held is None or held.get("doc_id") == record.get("doc_id"):
+            return None
+        return held
+
+    def forget_sha(self, watch: str, sha256: str, doc_id: str) -> None:
+        """Forget a failed document's sha256, so that dropping it again processes it."""
+        key = f"{self.prefix}sha:{watch}:{sha256}"
+        with _redis():
+            raw = self.r.get(key)
+            if raw and json.loads(raw).get("doc_id") == doc_id:
+                self.r.delete(key)
+
     # reads -------------------------------------------------------------------------------
     def get(self, doc_id: str) -> DocState | None:
         with _redis():

@@ -111,7 +111,7 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
     """Start the watcher, announce READY=1 once ``ready()`` holds, loop until stopped."""
     celery_app.configure(cfg, url)
     rt = runtime.build(cfg)
-    dispatcher = Dispatcher(rt.store, rt.progress, celery_send, rt.clock)
+    dispatcher = Dispatcher(rt, celery_send)
     reaper = Reaper(rt, celery_send, rt.clock)
     watcher = Watcher(cfg.watches, dispatcher, rt.clock, reaper,
                       reap_interval=min(30.0, cfg.stall_timeout / 4))

@@ -14,7 +14,7 @@ from .celery_app import app, current_config
 from .chunkwork import ChunkOutcome
 from .documents import start_document
 from .engines import Engine, EngineContext
-from .errors import OcrDaemonError, ServiceUnavailable, describe
+from .errors import EnginePaused, OcrDaemonError, ServiceUnavailable, describe
 from .retrying import backoff
 from .state import FAILED
 
@@ -31,15 +31,27 @@ def worker_runtime() -> runtime.Runtime:
     return _runtime[1]
 
 
+def _may_retry(task: Task) -> bool:
+    """Retries left? Waits for a paused engine are not counted."""
+    paused = int((task.request.kwargs or {}).get("paused", 0))
+    return bool(task.request.retries - paused < current_config().workers.max_retries)
+
+
 def _retry(task: Task, exc: OcrDaemonError) -> Any:
     w = current_config().workers
-    delay = backoff(task.request.retries, w.retry_backoff, w.retry_backoff_max,
-                    getattr(exc, "retry_after", None))
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, EnginePaused):  # wait in steps no longer than the visibility timeout
+        kwargs = {**(task.request.kwargs or {})}
+        kwargs["paused"] = int(kwargs.get("paused", 0)) + 1
+        return task.retry(exc=exc, countdown=min(retry_after or w.retry_backoff_max,
+                                                 w.retry_backoff_max),
+                          max_retries=None, kwargs=kwargs)
+    delay = backoff(task.request.retries, w.retry_backoff, w.retry_backoff_max, retry_after)
     return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries)
 
 
 @app.task(bind=True, name="ocr_daemon.process_document")
-def process_document(self: Task, watch: str, doc_id: str) -> None:
+def process_document(self: Task, watch: str, doc_id: str, paused: int = 0) -> None:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
     if doc is None:
@@ -49,8 +61,7 @@ def process_document(self: Task, watch: str, doc_id: str) -> None:
         if plan is None:
             return
         if not plan.chunked:
-            may_retry = self.request.retries < current_config().workers.max_retries
-            chunkwork.run_chunk(rt, doc, plan, 0, may_retry=may_retry)
+            chunkwork.run_chunk(rt, doc, plan, 0, may_retry=_may_retry(self))
             finish.aggregate(rt, doc, plan)
             return
         pending = docrecord.pending_chunks(doc, plan)  # a requeue redoes only what is missing
@@ -65,13 +76,14 @@ def process_document(self: Task, watch: str, doc_id: str) -> None:
 
 
 @app.task(bind=True, name="ocr_daemon.process_chunk")
-def process_chunk(self: Task, watch: str, doc_id: str, index: int) -> dict[str, Any]:
+def process_chunk(self: Task, watch: str, doc_id: str, index: int,
+                  paused: int = 0) -> dict[str, Any]:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
     plan = doc.plan() if doc else None
     if doc is None or plan is None:
         return ChunkOutcome(index, "gone").to_dict()
-    may_retry = self.request.retries < current_config().workers.max_retries
+    may_retry = _may_retry(self)
     try:
         return chunkwork.run_chunk(rt, doc, plan, index, may_retry=may_retry).to_dict()
     except Exception as exc:  # boundary: a chord member must return, or the aggregate never runs

@@ -52,7 +52,8 @@ class Intake:
         self.watch = watch
         self.paths = WatchPaths.of(watch)
         self.rules = Rules(watch)
-        self.settler = Settler(watch.settle_seconds, watch.settle_checks)
+        self.settler = Settler(watch.settle_seconds, watch.settle_checks,
+                               watch.poll_interval if watch.polling else 0.0)
         self.dispatcher = dispatcher
         self.clock = clock
         self.log = log.get(watch=watch.name)
@@ -83,9 +84,11 @@ class Intake:
         """Add every file under ``folder`` (the startup scan, rescans, folders moved in)."""
         for dirpath, dirnames, filenames in os.walk(folder):
             here = Path(dirpath)
-            if not self.watch.recursive and here != self.paths.inbox:
+            if not self.watch.recursive:
+                for name in dirnames:  # a folder named like a document: looked at, left alone
+                    if self.rules.name_accepted(name):
+                        self.notify(str(here / name))
                 dirnames[:] = []
-                continue
             dirnames[:] = [d for d in dirnames if not self.rules.dir_ignored(d)]
             for name in filenames:
                 self.notify(str(here / name))
@@ -118,7 +121,7 @@ class Intake:
             return
         self.settler.forget(path)
         try:
-            manifest = claim(self.paths, p, self.clock)
+            manifest = claim(self.paths, p, self.clock, self.watch.max_file_bytes)
         except OcrDaemonError as exc:
             self.log.error("claim_failed", path=path, **exc.to_dict())
             return
@@ -163,6 +166,8 @@ class Watcher:
         for intake in self.intakes:
             intake.start()
             self._guarded("sweep", intake.sweep)
+            if self.reaper is not None:  # work lost while nothing ran: queue it now
+                self._guarded("reap", lambda i=intake: self.reaper.reap(i.paths, stall=0.0))
 
     def loop(self, stop: threading.Event, on_tick: Callable[[], object] | None = None) -> None:
         """Settle and claim until ``stop`` is set; rescans and sweeps on their intervals."""
