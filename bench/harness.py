@@ -1,0 +1,63 @@
+"""Shared set-up for the benchmarks: the tests' real Redis, config and process helpers."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import Env, RedisServer, read_json, wait_for  # noqa: E402
+
+__all__ = ["Env", "RedisServer", "machine", "read_json", "stack", "wait_for"]
+
+
+def machine() -> str:
+    """One line describing this machine, printed with every table."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                             check=False).stdout.split()[2:3]
+    return (f"{os.cpu_count()} CPUs ({model}){mem}; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; redis-server {' '.join(redis_v)}")
+
+
+@contextmanager
+def stack(prefix: str = "bench:", **overrides: Any) -> Iterator[tuple[Env, RedisServer]]:
+    """A fresh Redis and config in a temporary folder; every process stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="ocrd-bench-") as tmp:
+        redis = RedisServer(Path(tmp) / "redis")
+        env = Env(Path(tmp) / "env", redis.url, prefix, **overrides)
+        try:
+            yield env, redis
+        finally:
+            env.close()
+            redis.stop()
+
+
+def timed_result(env: Env, stem: str, timeout: float = 600) -> tuple[dict[str, Any], float]:
+    """Wait for <stem>.json; also return seconds from now until it appeared."""
+    start = time.monotonic()
+    result = env.wait_result(stem, timeout=timeout)
+    return result, time.monotonic() - start

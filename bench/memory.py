@@ -1,0 +1,138 @@
+"""Peak worker memory while splitting and processing a 2,000-page PDF built from real pages,
+and Redis memory per in-flight document (a 10-, 200- and 2,000-page document)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from harness import ROOT, machine, stack, wait_for
+from pypdf import PdfReader, PdfWriter
+
+REAL = ROOT / "tests" / "resources" / "pdflatex-4-pages.pdf"
+
+
+def real_pages(path: Path, pages: int) -> Path:
+    """A PDF of ``pages`` real pages: the 4-page pdfLaTeX sample over and over."""
+    writer = PdfWriter()
+    reader = PdfReader(REAL)
+    for i in range(pages):
+        writer.add_page(reader.pages[i % len(reader.pages)])
+    with open(path, "wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def _status(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == p:
+                    todo.append(int(entry.name))
+    return out
+
+
+def peak_worker_rss(pages: int) -> tuple[int, float]:
+    """Largest peak RSS (VmHWM) of any worker process over the whole document, and seconds."""
+    watch = {"chunk_pages": 10, "chunk_threshold_pages": 10, "max_pages": 100_000}
+    with tempfile.TemporaryDirectory() as tmp, stack(
+            watch=watch, workers={"concurrency": 2},
+            logging={"level": "warning", "format": "json"}) as (env, _redis):
+        source = real_pages(Path(tmp) / "thick.pdf", pages)
+        worker = env.start("worker")
+        env.start("watch")
+        peak: dict[int, int] = {}
+        started = time.monotonic()
+        env.drop(source)
+        done = env.outbox / "thick.json"
+        while not done.exists():
+            for pid in _tree(worker.pid):
+                try:
+                    peak[pid] = max(peak.get(pid, 0), _status(pid, "VmHWM"))
+                except OSError:
+                    continue
+            time.sleep(0.05)
+            if time.monotonic() - started > 900:
+                raise TimeoutError("the 2,000-page document did not finish")
+        seconds = time.monotonic() - started
+        return max(peak.values()), seconds
+
+
+def redis_bytes_per_document(pages: int, count: int, planned: bool) -> float:
+    """Redis memory added per document in flight, on a fresh Redis (`used_memory`).
+
+    planned=False: claimed and queued, no worker running (state + one message).
+    planned=True: a documents worker has planned it and fanned out its chunks, and no chunk
+    worker runs (state, chunk states, chord, one message per chunk): the largest footprint.
+    """
+    watch = {"chunk_pages": 10, "chunk_threshold_pages": 10, "max_pages": 100_000}
+    with tempfile.TemporaryDirectory() as tmp, stack(
+            watch=watch, logging={"level": "warning", "format": "json"}) as (env, redis):
+        if planned:
+            env.start("worker", "--queues", "documents", "--concurrency", "2")
+        env.start("watch")
+        client = redis.client()
+        chunks = -(-pages // 10) if pages > 10 else 1
+        source = real_pages(Path(tmp) / "doc.pdf", pages)
+
+        def settled(n: int) -> bool:
+            ids = client.zrange("bench:active", 0, -1)
+            if len(ids) != n:
+                return False
+            if not planned:
+                return bool(client.llen("bench:documents") == n)
+            window = min(chunks, env.cfg.watches[0].chunks_in_flight)
+            return bool(client.llen("bench:chunks") == n * window)
+
+        env.drop(source, name="warmup.pdf")  # the processes' own keys exist before we measure
+        wait_for(lambda: settled(1), 120, what="warm-up document")
+        time.sleep(1)
+        before = int(client.info("memory")["used_memory"])
+        for i in range(count):
+            env.drop(source, name=f"doc{i}.pdf")
+        wait_for(lambda: settled(count + 1), 300, interval=0.5, what="documents in flight")
+        time.sleep(1)
+        after = int(client.info("memory")["used_memory"])
+        return (after - before) / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--docs", type=int, default=20, help="documents held in flight")
+    args = parser.parse_args()
+    peak, seconds = peak_worker_rss(args.pages)
+    queued = {p: redis_bytes_per_document(p, args.docs, False) for p in (10, 200, args.pages)}
+    planned = {p: redis_bytes_per_document(p, args.docs, True) for p in (200, args.pages)}
+    print(f"# memory, {datetime.now():%Y-%m-%d}: {machine()}")
+    print("| measure | value | target |")
+    print("|---|---|---|")
+    print(f"| peak worker RSS, {args.pages}-page PDF (split + {args.pages // 10} chunks, "
+          f"{seconds:.0f} s) | {peak / 2**20:.0f} MB | <= 250 MB |")
+    for pages, value in queued.items():
+        print(f"| Redis per queued document, {pages} pages ({args.docs} documents) | "
+              f"{value / 1024:.1f} KB | <= 50 KB |")
+    for pages, value in planned.items():
+        print(f"| Redis per document fanned out, {pages} pages ({pages // 10} chunks, "
+              f"a window of 20 queued) | {value / 1024:.1f} KB | <= 50 KB |")
+
+
+if __name__ == "__main__":
+    main()
