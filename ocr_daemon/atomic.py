@@ -31,11 +31,16 @@ def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
     return StorageError(f"cannot {action} {path}: {exc.strerror or exc}")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
+def write_bytes(path: Path, data: bytes, create_parents: bool = True) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one.
+
+    ``create_parents=False`` for files inside a document's record: a record removed by an
+    ending (a cancel) must not be brought back by a late writer.
+    """
     tmp = path.parent / temp_name()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -59,8 +64,8 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_bytes(path, dumps(obj))
+def write_json(path: Path, obj: Any, create_parents: bool = True) -> None:
+    write_bytes(path, dumps(obj), create_parents)
 
 
 def read_json(path: Path) -> Any:

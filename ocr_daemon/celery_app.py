@@ -32,7 +32,7 @@ def configure(cfg: Config, url: str | None = None) -> Celery:
     w = cfg.workers
     # A message that waits for a retry countdown stays unacknowledged in its worker: the
     # visibility timeout must outlast the hard time limit plus the longest countdown.
-    visibility = int(w.time_limit + w.retry_backoff_max + 120)
+    visibility = int(w.time_limit + w.retry_backoff_max + 60)
     transport = {"visibility_timeout": visibility, "global_keyprefix": cfg.redis.key_prefix}
     app.conf.update(
         broker_url=broker,
@@ -54,6 +54,10 @@ def configure(cfg: Config, url: str | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Stopping: running tasks get shutdown_grace seconds, then go back to the queue, and
+        # tasks waiting for a retry countdown go back at once (Celery's soft shutdown).
+        worker_soft_shutdown_timeout=w.shutdown_grace,
+        worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         task_send_sent_event=True,

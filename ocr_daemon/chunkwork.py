@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import atomic, log
+from . import atomic, log, metrics
 from .clock import iso
 from .docrecord import Doc, ensure_live, error_file, publish
 from .engines import Page, PageRequest
@@ -61,16 +61,19 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
             "index": index,
             "pages": [asdict(p) for p in extraction.pages],
             "warnings": extraction.warnings,
-        })
+        }, create_parents=False)
     except OcrDaemonError as exc:
+        metrics.engine_error(rt.store, doc.watch.engine, exc.code)
         chunk.error = describe(exc)
-        if exc.retryable and may_retry:
+        if exc.retryable and (may_retry or exc.waits):
             chunk.state = QUEUED
             rt.store.set_chunk(doc.doc_id, chunk)
             publish(rt, doc, plan)
             logger.warning("chunk_retry", attempts=chunk.attempts, **chunk.error)
             raise
         return record_failure(rt, doc, plan, index, chunk.error)
+    metrics.extracted(rt.store, doc.watch.engine, doc.watch.name, extraction.pages,
+                      rt.clock.monotonic() - started)
     chunk.state, chunk.finished_at = COMPLETED, iso(rt.clock.time())
     rt.store.set_chunk(doc.doc_id, chunk)
     publish(rt, doc, plan)
@@ -82,7 +85,8 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
 def record_failure(rt: Runtime, doc: Doc, plan: Plan, index: int,
                    error: dict[str, Any]) -> ChunkOutcome:
     """A chunk failed for good: the error file on disk first (the aggregate reads it)."""
-    atomic.write_json(error_file(doc, index), {"index": index, "error": error})
+    atomic.write_json(error_file(doc, index), {"index": index, "error": error},
+                      create_parents=False)
     spec = plan.chunks[index]
     log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index).warning("chunk_failed", **error)
     live = rt.store.get(doc.doc_id)

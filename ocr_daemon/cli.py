@@ -105,27 +105,47 @@ def config_check(config_path: str | None) -> None:
 
 @main.command()
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object (with --follow: one object per line).")
+@click.option("--follow", "-f", is_flag=True, help="Keep updating every second until Ctrl-C.")
+@click.option("--worker-timeout", type=float, default=1.0, show_default=True,
+              help="Seconds to wait for workers to answer.")
 @boundary
-def status(config_path: str | None, as_json: bool) -> None:
-    """Documents in flight with their chunk states."""
-    from . import runtime
-    from .state import read_status
+def status(config_path: str | None, as_json: bool, follow: bool, worker_timeout: float) -> None:
+    """Documents in flight with progress, queues, workers, recent failures, engine state."""
+    import time
+
+    from rich.console import Console
+
+    from . import celery_app, redis_conn, runtime
+    from .status import gather
+    from .status_view import follow as follow_live
+    from .status_view import render
 
     cfg = config_mod.load(config_path)
-    rt = runtime.build(cfg)
-    docs = read_status(rt.store)
-    if as_json:
-        click.echo(json.dumps([{"doc_id": d.doc_id, **d.fields,
-                                "chunks": [c.__dict__ for c in d.chunks]} for d in docs],
-                              indent=2))
+    app = celery_app.configure(cfg, redis_conn.resolve_url(cfg))
+    store = runtime.build(cfg).store
+
+    def look() -> Any:
+        return gather(store, app, worker_timeout)
+
+    if not as_json:
+        console = Console()
+        if follow:
+            follow_live(look, console)
+        else:
+            console.print(render(look()))
         return
-    if not docs:
-        click.echo("no documents in flight")
-    for d in docs:
-        done = sum(1 for c in d.chunks if c.state == "completed")
-        click.echo(f"{d.doc_id}  {d.fields.get('name', '?')}  {d.state}  "
-                   f"chunks {done}/{len(d.chunks)}")
+    if not follow:
+        click.echo(json.dumps(look().to_dict(), indent=2))
+        return
+    try:
+        while True:
+            started = time.monotonic()
+            click.echo(json.dumps(look().to_dict(), separators=(",", ":")))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return
 
 
 @main.command("install-systemd")
@@ -184,4 +204,36 @@ def submit(config_path: str | None, watch_name: str | None, sub: str,
         names = ", ".join(w.name for w in cfg.watches)
         raise ConfigError([f"--watch {watch_name}: no such watch ({names})"]) from None
     for path in submit_files(watch, list(files), sub):
+        click.echo(str(path))
+
+
+@main.command()
+@config_option
+@click.argument("target")
+@boundary
+def cancel(config_path: str | None, target: str) -> None:
+    """Stop a queued or running document (DOC_ID, or the path of its original or a sidecar);
+    it ends as cancelled, with its original in failed/."""
+    from . import runtime
+    from .cancel import cancel as cancel_document
+
+    cfg = _load(config_path)
+    doc, state = cancel_document(runtime.build(cfg), target)
+    click.echo(f"{doc.doc_id} {doc.manifest.rel_path}: {state}; see {doc.out.error}")
+
+
+@main.command()
+@config_option
+@click.option("--all", "every", is_flag=True, help="Every document in failed/.")
+@click.option("--watch", "watch_name", default=None, help="With --all: only this watch.")
+@click.argument("targets", nargs=-1, type=click.Path(path_type=Path))
+@boundary
+def retry(config_path: str | None, every: bool, watch_name: str | None,
+          targets: tuple[Path, ...]) -> None:
+    """Send documents in failed/ (their original or .error.json) back through the pipeline."""
+    from .redo import retry as retry_failed
+
+    if not every and not targets:
+        raise click.UsageError("give the failed documents to retry, or --all")
+    for path in retry_failed(config_mod.load(config_path), list(targets), every, watch_name):
         click.echo(str(path))

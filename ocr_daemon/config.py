@@ -57,6 +57,8 @@ class WorkersConfig(_Model):
     soft_time_limit: PositiveInt = 600
     time_limit: PositiveInt = 660
     max_retries: Annotated[int, Field(ge=0)] = 3
+    max_redeliveries: Annotated[int, Field(ge=0)] = 3  # a worker died on it: then it fails
+    shutdown_grace: PositiveFloat = 30.0  # stopping: running tasks may finish, then go back
     retry_backoff: PositiveFloat = 2.0
     retry_backoff_max: PositiveFloat = 300.0
 
@@ -106,6 +108,19 @@ class EnginesConfig(_Model):
     pdftext: PdftextConfig = PdftextConfig()
 
 
+class MetricsConfig(_Model):
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 9464
+
+
+class WebhookConfig(_Model):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
+    timeout: PositiveFloat = 10.0
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    secret: str | None = None  # HMAC-SHA256 of the body in X-OCR-Daemon-Signature
+
+
 class WatchConfig(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     root: Path
@@ -129,6 +144,7 @@ class WatchConfig(_Model):
     max_pages: PositiveInt = 10_000
     duplicates: Literal["process", "skip"] = "process"
     duplicates_window: PositiveInt = 30 * 24 * 3600  # seconds a sha256 is remembered for skip
+    webhook: WebhookConfig | None = None  # POST of the final progress JSON when a document ends
 
     @field_validator("root")
     @classmethod
@@ -166,6 +182,7 @@ class Config(_Model):
     logging: LoggingConfig = LoggingConfig()
     workers: WorkersConfig = WorkersConfig()
     engines: EnginesConfig = EnginesConfig()
+    metrics: MetricsConfig = MetricsConfig()
     watches: Annotated[list[WatchConfig], Field(min_length=1)]
     _source: Path | None = PrivateAttr(default=None)
 
@@ -301,4 +318,9 @@ def redacted(cfg: Config) -> dict[str, Any]:
     key_present = bool(os.environ.get(cfg.engines.gemini.api_key_env)
                        or cfg.engines.gemini.api_key_file)
     gem["api_key"] = "***" if key_present else "(not set)"
+    for watch in data["watches"]:
+        hook = watch.get("webhook")
+        if hook:
+            hook["url"] = mask_url(hook["url"])
+            hook["secret"] = "***" if hook.get("secret") else None
     return data

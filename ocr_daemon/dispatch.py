@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import atomic, log
+from . import atomic, log, metrics
 from .claim import complete_claim
 from .clock import iso
 from .docrecord import Doc
@@ -62,8 +62,10 @@ class Dispatcher:
         return self.store.claim_sha(paths.name, manifest.sha256, record,
                                     watch.duplicates_window)
 
-    def queue(self, paths: WatchPaths, manifest: Manifest) -> bool:
-        """Mark queued, send the task, record it on disk. False when Redis is unreachable."""
+    def queue(self, paths: WatchPaths, manifest: Manifest, seen_at: float | None = None) -> bool:
+        """Mark queued, send the task, record it on disk. False when Redis is unreachable.
+
+        ``seen_at``: when the watcher first saw the file as it was claimed (pickup latency)."""
         dp = paths.doc(manifest.doc_id)
         logger = log.get(doc_id=manifest.doc_id, watch=paths.name)
         previous = self.dispatch_record(dp.dispatch)
@@ -91,6 +93,7 @@ class Dispatcher:
         with contextlib.suppress(OcrDaemonError):
             self.progress.publish(out, manifest, None)
         logger.info("document_queued", name=manifest.name, task_id=task_id)
+        metrics.pickup(self.store, paths.name, seen_at, self.clock.time())
         return True
 
     @staticmethod

@@ -22,7 +22,7 @@ def start_document(rt: Runtime, doc: Doc, task_id: str | None) -> Plan | None:
         carry_out(rt, doc, plan, outcome)
         return None
     ensure_live(rt, doc, plan)
-    rt.store.set_doc(doc.doc_id, state=PROCESSING, task_id=task_id,
+    rt.store.set_doc(doc.doc_id, state=PROCESSING, task_id=task_id, waiting="",
                      started_at=plan.started_at if plan else iso(rt.clock.time()))
     if plan is None:
         try:
@@ -34,6 +34,7 @@ def start_document(rt: Runtime, doc: Doc, task_id: str | None) -> Plan | None:
         plan.save(doc.dp.plan)
         logger.info("document_planned", mime=plan.mime, pages=plan.pages,
                     chunks=len(plan.chunks))
+    doc.dp.results.mkdir(exist_ok=True)
     init_chunks(rt, doc, plan)
     publish(rt, doc, plan)
     return plan

@@ -41,7 +41,8 @@ class EmbeddedRedis:
                 "--appendonly", "yes", "--appendfsync", "everysec",
                 "--maxmemory-policy", "noeviction", "--save", "300 10",
                 "--daemonize", "no", "--protected-mode", "yes",
-                "--logfile", str(self.data_dir / "redis.log")]
+                "--logfile", str(self.data_dir / "redis.log"),
+                "--pidfile", str(self.data_dir / "redis.pid")]
         if len(os.fsencode(str(sock))) <= SOCKET_PATH_MAX:
             sock.unlink(missing_ok=True)
             return [*args, "--port", "0", "--unixsocket", str(sock),

@@ -15,6 +15,9 @@ class OcrDaemonError(Exception):
 
     code: ClassVar[str] = "internal_error"
     retryable: ClassVar[bool] = False
+    # A condition to wait out (a full disk, a paused engine): retried without end, at the
+    # longest backoff, never counted against max_retries.
+    waits: ClassVar[bool] = False
     hint: ClassVar[str] = "This is a bug in ocr-daemon: please report it with the logs."
     exit_code: ClassVar[int] = 1
 
@@ -53,6 +56,15 @@ class MissingDependency(OcrDaemonError):
 
     code = "missing_dependency"
     exit_code = 3
+
+
+class NotFound(OcrDaemonError):
+    """A command named a document that does not exist (or has already ended)."""
+
+    code = "not_found"
+    hint = ("Give a document id, the path of its original, or of one of its sidecars; "
+            "`ocr-daemon status` lists the documents in flight.")
+    exit_code = 6
 
 
 class ServiceUnavailable(OcrDaemonError):
@@ -116,6 +128,15 @@ class ChunksFailed(DocumentError):
     code = "chunks_failed"
 
 
+class WorkerCrashed(DocumentError):
+    """A worker process died every time it worked on this (workers.max_redeliveries)."""
+
+    code = "worker_crashed"
+    hint = ("A worker process died each time it worked on this document (out of memory, a "
+            "crash in a library, the hard time limit). Check the worker logs and limits, then "
+            "send it again with `ocr-daemon retry`.")
+
+
 class Stalled(DocumentError):
     """The document's work was lost again and again (max_document_attempts reached)."""
 
@@ -175,6 +196,7 @@ class EnginePaused(TransientEngineError):
     the work waits, and the wait does not count against its retries."""
 
     code = "engine_paused"
+    waits = True
     hint = "The engine's daily quota is spent; work resumes by itself when it resets."
 
 
@@ -205,6 +227,7 @@ class StorageError(OcrDaemonError):
 
     code = "storage_error"
     retryable = True
+    waits = True
     hint = "Free disk space or fix permissions on the watch folders; the document is retried."
 
 

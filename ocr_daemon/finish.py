@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import atomic, log
+from . import atomic, log, metrics, webhook
 from .clock import iso
 from .docrecord import Doc, error_file, pending_chunks, publish
 from .errors import ChunksFailed, OcrDaemonError
@@ -130,6 +130,8 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
     log.get(doc_id=doc.doc_id, watch=doc.watch.name).info(
         "document_" + state, original_to=outcome["original_to"],
         error=(outcome.get("error") or {}).get("code"))
+    metrics.finished(rt.store, doc.watch.name, state)
+    webhook.notify(doc, state)  # queued after every terminal file is written; never raises
     return state
 
 

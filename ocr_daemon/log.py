@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from typing import Any
@@ -54,3 +55,28 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
 
 def get(name: str = "ocr_daemon", **bound: Any) -> Any:
     return structlog.get_logger(name).bind(**bound)
+
+
+# Task arguments bound to every log line of the task (Celery's task_prerun/task_postrun).
+_TASK_ARGS = {"watch": "watch", "doc_id": "doc_id", "index": "chunk"}
+
+
+def bind_task(task_id: str | None = None, task: Any = None, args: Any = None,
+              kwargs: Any = None, **_: Any) -> None:
+    """task_prerun: bind task_id and the task's watch, doc_id and chunk (from its named
+    arguments) to every line logged while it runs, ours and Celery's."""
+    structlog.contextvars.clear_contextvars()
+    values: dict[str, Any] = {"task_id": task_id}
+    try:
+        named = inspect.signature(task.run).bind_partial(*(args or ()), **(kwargs or {}))
+    except (AttributeError, TypeError, ValueError):
+        named = None
+    for arg, key in _TASK_ARGS.items():
+        if named is not None and arg in named.arguments:
+            values[key] = named.arguments[arg]
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def unbind_task(**_: Any) -> None:
+    """task_postrun: nothing of a task's context leaks into the next one on this thread."""
+    structlog.contextvars.clear_contextvars()

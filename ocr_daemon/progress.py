@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 from . import atomic
@@ -80,6 +81,7 @@ def snapshot(manifest: Manifest, plan: Plan | None, live: DocState | None,
         },
         "task_id": fields.get("task_id"),
         "error": live.error() if live else None,
+        "waiting": json.loads(fields["waiting"]) if fields.get("waiting") else None,
         "created_at": fields.get("created_at") or manifest.claimed_at,
         "started_at": fields.get("started_at"),
         "finished_at": fields.get("finished_at"),

@@ -4,7 +4,8 @@ A document is *lost* when it has made no progress for `stall_timeout` seconds (i
 state, result files and dispatch record all unchanged) and no message of it is left in the
 broker (queued, or held unacknowledged by a worker). That covers a flushed or restarted
 Redis, a lost message, and a worker killed past Celery's own redelivery. A document merely
-waiting in a long queue is never touched.
+waiting in a long queue is never touched. Messages of a stalled document that a dead worker
+still holds unacknowledged are handed back to their queues at once.
 """
 
 from __future__ import annotations
@@ -14,37 +15,18 @@ from collections.abc import Callable
 
 import redis
 
-from . import atomic, log
-from .celery_app import QUEUES
+from . import atomic, broker, celery_app, log
 from .clock import Clock, iso
 from .docrecord import Doc, ensure_live
-from .errors import OcrDaemonError, Stalled
+from .errors import OcrDaemonError, ServiceUnavailable, Stalled
 from .finish import fail_document
 from .layout import WatchPaths
 from .manifest import Manifest
 from .runtime import Runtime
 from .state import PROCESSING
 
-PRIORITY_SEP = "\x06\x16"  # kombu's separator for priority sub-queues
-
-
-def broker_mentions(client: redis.Redis, prefix: str, doc_ids: set[str]) -> set[str]:
-    """Which of ``doc_ids`` still have a message in a queue or unacknowledged by a worker."""
-    if not doc_ids:
-        return set()
-    lists = [f"{prefix}{q}" for q in QUEUES]
-    lists += [f"{prefix}{q}{PRIORITY_SEP}{n}" for q in QUEUES for n in range(1, 10)]
-    pipe = client.pipeline()
-    for key in lists:
-        pipe.lrange(key, 0, -1)
-    pipe.hvals(f"{prefix}unacked")
-    found: set[str] = set()
-    for batch in pipe.execute():
-        for message in batch:
-            for doc_id in doc_ids - found:
-                if doc_id in message:
-                    found.add(doc_id)
-    return found
+# An unacknowledged message younger than this may not be registered in its worker yet.
+STRANDED_AFTER = 10.0
 
 
 def last_activity(doc: Doc, live_ts: float | None) -> float:
@@ -96,8 +78,13 @@ class Reaper:
         candidates = self.stalled(paths, stall)
         if not candidates:
             return 0
-        alive = broker_mentions(self.rt.store.r, self.rt.cfg.redis.key_prefix,
-                                {d.doc_id for d in candidates})
+        ids = {d.doc_id for d in candidates}
+        try:
+            queued, held = broker.mentions(self.rt.store.r, self.rt.cfg.redis.key_prefix, ids)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis: {exc}") from exc
+        self._restore_stranded(held)
+        alive = queued | {d for d in ids for u in held if d in u.message}
         done = 0
         for doc in candidates:
             if doc.doc_id in alive:
@@ -112,6 +99,21 @@ class Reaper:
             finally:
                 lock.release()
         return done
+
+    def _restore_stranded(self, held: list[broker.Unacked]) -> None:
+        """Messages of stalled documents held by no live worker (it was killed): back to
+        their queues now, rather than after the broker's visibility timeout."""
+        old = [u for u in held if self.clock.time() - u.delivered_at > STRANDED_AFTER]
+        if not old:
+            return
+        live = broker.live_task_ids(celery_app.app)
+        if live is None:
+            return  # no worker answered: nothing to compare with
+        stranded = [u for u in old if u.task_id not in live]
+        if stranded:
+            broker.restore(celery_app.app, [u.tag for u in stranded])
+            log.get().warning("messages_restored", count=len(stranded),
+                              tasks=[u.task_id for u in stranded])
 
     def _reap_one(self, doc: Doc) -> int:
         record = atomic.read_json(doc.dp.dispatch)

@@ -75,6 +75,36 @@ class DocState:
         return [self.chunk(i) for i in range(int(self.fields.get("total_chunks", 0)))]
 
 
+_SET_DOC = """
+-- KEYS: doc, chunks, done, retried, version, active, recent
+-- ARGV: doc_id, now, ttl, terminal, chunk op (set|done|none), index, payload, recent max,
+--       then field, value pairs
+local state = redis.call('HGET', KEYS[1], 'state')
+local ended = state == 'completed' or state == 'failed' or state == 'cancelled'
+if ended and ARGV[4] == '0' then return 0 end
+if ARGV[5] == 'set' then
+  redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+elseif ARGV[5] == 'done' then
+  redis.call('HDEL', KEYS[2], ARGV[6])
+  redis.call('SETRANGE', KEYS[3], tonumber(ARGV[6]), '1')
+  if tonumber(ARGV[7]) > 1 then redis.call('HSET', KEYS[4], ARGV[6], ARGV[7]) end
+end
+for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ARGV[3])
+if ARGV[4] == '1' then
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  redis.call('ZREM', KEYS[6], ARGV[1])
+  redis.call('LPUSH', KEYS[7], ARGV[1])
+  redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[8]) - 1)
+  redis.call('EXPIRE', KEYS[7], ARGV[3])
+else
+  redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
+end
+return 1
+"""
+
+
 @contextlib.contextmanager
 def _redis() -> Iterator[None]:
     """Redis errors become ServiceUnavailable (retryable) at this one place."""
@@ -119,6 +149,7 @@ class StateStore:
         self.prefix = prefix
         self.ttl = ttl
         self.clock = clock
+        self._set_doc = client.register_script(_SET_DOC)
 
     # keys --------------------------------------------------------------------------------
     def doc_key(self, doc_id: str) -> str:
@@ -156,40 +187,36 @@ class StateStore:
     # writes ------------------------------------------------------------------------------
     def set_doc(self, doc_id: str, chunk: ChunkState | None = None, *,
                 completed: ChunkState | None = None, **values: Any) -> None:
-        """Update document fields and at most one chunk, bump the version, manage TTLs."""
+        """Update document fields and at most one chunk, bump the version, manage TTLs.
+
+        Atomic (one script): once a document has ended, later non-terminal updates (a chunk
+        of a cancelled document finishing its engine call) are ignored, so nothing brings an
+        ended document back into the active set or takes the expiry off its keys.
+        """
         now = self.clock.time()
         data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v))
                 for k, v in values.items() if v is not None}
         data["updated_at"] = iso(now)
         data["updated_ts"] = f"{now:.3f}"
-        vkey = self.version_key(doc_id)
+        if chunk is not None:
+            op, index, payload = "set", chunk.index, chunk.to_json()
+        elif completed is not None:
+            op, index, payload = "done", completed.index, str(completed.attempts)
+        else:
+            op, index, payload = "none", 0, ""
+        keys = [*self._keys(doc_id), self.version_key(doc_id), self.active_key,
+                self.recent_key]
+        args: list[Any] = [doc_id, f"{now:.3f}", self.ttl,
+                           "1" if values.get("state") in TERMINAL else "0",
+                           op, index, payload, RECENT_MAX]
+        for key, value in data.items():
+            args += [key, value]
         with _redis():
-            pipe = self.r.pipeline()
-            if chunk is not None:
-                pipe.hset(self.chunks_key(doc_id), str(chunk.index), chunk.to_json())
-            if completed is not None:
-                pipe.hdel(self.chunks_key(doc_id), str(completed.index))
-                pipe.setrange(self.done_key(doc_id), completed.index, "1")
-                if completed.attempts > 1:
-                    pipe.hset(self.retried_key(doc_id), str(completed.index), completed.attempts)
-            pipe.hset(self.doc_key(doc_id), mapping=data)
-            pipe.incr(vkey)
-            pipe.expire(vkey, self.ttl)
-            if values.get("state") in TERMINAL:
-                for key in self._keys(doc_id):
-                    pipe.expire(key, self.ttl)
-                pipe.zrem(self.active_key, doc_id)
-                pipe.lpush(self.recent_key, doc_id)
-                pipe.ltrim(self.recent_key, 0, RECENT_MAX - 1)
-            else:
-                for key in self._keys(doc_id):
-                    pipe.persist(key)
-                pipe.zadd(self.active_key, {doc_id: now})
-            pipe.execute()
+            self._set_doc(keys=keys, args=args)
 
     def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
         if chunk.state == COMPLETED:
-            self.set_doc(doc_id, completed=chunk)
+            self.set_doc(doc_id, completed=chunk, waiting="")  # progress again: not waiting
         else:
             self.set_doc(doc_id, chunk)
 
@@ -227,6 +254,20 @@ class StateStore:
             raw = self.r.get(key)
             if raw and json.loads(raw).get("doc_id") == doc_id:
                 self.r.delete(key)
+
+    def forget_active(self, doc_id: str) -> None:
+        with _redis():
+            self.r.zrem(self.active_key, doc_id)
+
+    def count_delivery(self, task_id: str, retries: int) -> int:
+        """How many times this message (this task at this retry) has been delivered."""
+        key = f"{self.prefix}deliveries:{task_id}:{retries}"
+        with _redis():
+            pipe = self.r.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, self.ttl)
+            count, _ = pipe.execute()
+        return int(count)
 
     # reads -------------------------------------------------------------------------------
     def get(self, doc_id: str) -> DocState | None:

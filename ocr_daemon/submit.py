@@ -31,13 +31,14 @@ def submit(watch: WatchConfig, files: list[Path], sub: str = "") -> list[Path]:
             shutil.copyfile(source, tmp)
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-            landed.append(_publish(tmp, folder, source.name))
+            landed.append(publish_in(tmp, folder, source.name))
         except OSError as exc:
             raise StorageError(f"cannot copy {source} into {folder}: {exc.strerror}") from exc
     return landed
 
 
-def _publish(tmp: Path, folder: Path, name: str) -> Path:
+def publish_in(tmp: Path, folder: Path, name: str) -> Path:
+    """Give the hidden file ``tmp`` its name in ``folder``, never replacing a file there."""
     stem, ext = split_name(name)
     for n in range(1000):
         candidate = name if n == 0 else f"{fit(stem, NAME_MAX - len(ext) - 5)}-{n}{ext}"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from . import celery_app, log, redis_conn, runtime, sdnotify
+from . import broker, celery_app, log, metrics, redis_conn, runtime, sdnotify
 from .config import Config
 from .dispatch import Dispatcher, celery_send
 from .embedded_redis import EmbeddedRedis
@@ -120,6 +120,7 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
         log.get(watch=w.name).info("watching", inbox=str(w.root / "inbox"), engine=w.engine)
     watchdog = sdnotify.Watchdog()
     announced = False
+    metrics_server = metrics.serve(cfg, rt.store)  # None unless metrics.enabled
 
     def tick() -> None:
         nonlocal announced
@@ -136,6 +137,7 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
         watcher.loop(stopper.event, tick)
     finally:
         sdnotify.notify("STOPPING=1")
+        metrics.stop(metrics_server)
 
 
 class WorkersReady:
@@ -170,6 +172,13 @@ def run(cfg: Config) -> int:
         if cfg.redis.url == "embedded":
             redis_server = EmbeddedRedis(cfg.state_dir, redis_conn.embedded_url_file(cfg))
             url = redis_server.start()
+            # Our Redis, and no worker of ours runs yet: messages left unacknowledged were held
+            # by processes that died with us (a power cut). Hand them back now.
+            celery_app.configure(cfg, url)
+            restored = broker.restore_all(celery_app.app, redis_conn.client(url),
+                                          cfg.redis.key_prefix)
+            if restored:
+                log.get().warning("messages_restored", count=restored, reason="unclean stop")
         else:
             url = cfg.redis.url
         workers = [WorkerProcess(cfg, url, 0)]

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import Task, chord, group
+from celery import Task, chord, group, signals
 
 from . import chunkwork, docrecord, finish, log, runtime
 from .celery_app import app, current_config
 from .chunkwork import ChunkOutcome
+from .clock import iso
 from .documents import start_document
 from .engines import Engine, EngineContext
-from .errors import EnginePaused, OcrDaemonError, ServiceUnavailable, describe
+from .errors import OcrDaemonError, ServiceUnavailable, WorkerCrashed, describe
 from .retrying import backoff
 from .state import FAILED
 
+# task_id, watch, doc_id and chunk on every log line of a task (structlog contextvars).
+signals.task_prerun.connect(log.bind_task, weak=False, dispatch_uid="ocr_daemon.log.bind")
+signals.task_postrun.connect(log.unbind_task, weak=False, dispatch_uid="ocr_daemon.log.unbind")
 _runtime: tuple[int, runtime.Runtime] | None = None
 # The engines of this worker: the registry's, unless a test worker (ocr_daemon.testing) sets one.
 engine_factory: Callable[[EngineContext], Engine] | None = None
@@ -32,17 +37,20 @@ def worker_runtime() -> runtime.Runtime:
 
 
 def _may_retry(task: Task) -> bool:
-    """Retries left? Waits for a paused engine are not counted."""
-    paused = int((task.request.kwargs or {}).get("paused", 0))
-    return bool(task.request.retries - paused < current_config().workers.max_retries)
+    """Retries left? Waits (a full disk, a paused engine) are not counted."""
+    waited = int((task.request.kwargs or {}).get("waited", 0))
+    return bool(task.request.retries - waited < current_config().workers.max_retries)
 
 
-def _retry(task: Task, exc: OcrDaemonError) -> Any:
+def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) -> Any:
     w = current_config().workers
     retry_after = getattr(exc, "retry_after", None)
-    if isinstance(exc, EnginePaused):  # wait in steps no longer than the visibility timeout
+    if exc.waits:  # wait in steps no longer than the visibility timeout allows
         kwargs = {**(task.request.kwargs or {})}
-        kwargs["paused"] = int(kwargs.get("paused", 0)) + 1
+        kwargs["waited"] = int(kwargs.get("waited", 0)) + 1
+        log.get(task_id=task.request.id, doc_id=doc_id).warning("waiting", **exc.to_dict())
+        with contextlib.suppress(OcrDaemonError):  # shown by status and the progress file
+            rt.store.set_doc(doc_id, waiting={**exc.to_dict(), "since": iso(rt.clock.time())})
         return task.retry(exc=exc, countdown=min(retry_after or w.retry_backoff_max,
                                                  w.retry_backoff_max),
                           max_retries=None, kwargs=kwargs)
@@ -50,13 +58,26 @@ def _retry(task: Task, exc: OcrDaemonError) -> Any:
     return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries)
 
 
+def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
+    """A message delivered again and again killed its worker each time: a poison document."""
+    count = rt.store.count_delivery(task.request.id, task.request.retries)
+    cap = current_config().workers.max_redeliveries
+    if count <= cap + 1:
+        return None
+    return WorkerCrashed(f"the worker process died {count - 1} times working on it "
+                         f"(task {task.name}); it is not tried again")
+
+
 @app.task(bind=True, name="ocr_daemon.process_document")
-def process_document(self: Task, watch: str, doc_id: str, paused: int = 0) -> None:
+def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> None:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
     if doc is None:
         return  # already ended: a redelivery has nothing to do
     try:
+        if crashed := _crashed_too_often(self, rt):
+            finish.fail_document(rt, doc, crashed, doc.plan())
+            return
         plan = start_document(rt, doc, self.request.id)
         if plan is None:
             return
@@ -72,12 +93,12 @@ def process_document(self: Task, watch: str, doc_id: str, paused: int = 0) -> No
     except OcrDaemonError as exc:
         if not exc.retryable:
             raise
-        raise _retry(self, exc) from exc
+        raise _retry(self, exc, rt, doc_id) from exc
 
 
 @app.task(bind=True, name="ocr_daemon.process_chunk")
 def process_chunk(self: Task, watch: str, doc_id: str, index: int,
-                  paused: int = 0) -> dict[str, Any]:
+                  waited: int = 0) -> dict[str, Any]:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
     plan = doc.plan() if doc else None
@@ -85,10 +106,12 @@ def process_chunk(self: Task, watch: str, doc_id: str, index: int,
         return ChunkOutcome(index, "gone").to_dict()
     may_retry = _may_retry(self)
     try:
+        if crashed := _crashed_too_often(self, rt):
+            return chunkwork.record_failure(rt, doc, plan, index, crashed.to_dict()).to_dict()
         return chunkwork.run_chunk(rt, doc, plan, index, may_retry=may_retry).to_dict()
     except Exception as exc:  # boundary: a chord member must return, or the aggregate never runs
-        if isinstance(exc, OcrDaemonError) and exc.retryable and may_retry:
-            raise _retry(self, exc) from exc
+        if isinstance(exc, OcrDaemonError) and exc.retryable and (may_retry or exc.waits):
+            raise _retry(self, exc, rt, doc_id) from exc
         if isinstance(exc, ServiceUnavailable | redis.RedisError):
             raise  # Redis is away: the message comes back, or the reaper queues it again
         if not isinstance(exc, OcrDaemonError):
@@ -120,6 +143,8 @@ def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc
     if doc is None or plan is None:
         return "gone"
     try:
+        if crashed := _crashed_too_often(self, rt):
+            return finish.fail_document(rt, doc, crashed, plan)
         pending = docrecord.pending_chunks(doc, plan)
         if set(window or ()) & set(pending):
             raise finish.ChunksMissing(f"chunks {sorted(set(window or ()) & set(pending))}")
@@ -132,4 +157,4 @@ def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc
     except OcrDaemonError as exc:
         if not exc.retryable:
             raise
-        raise _retry(self, exc) from exc
+        raise _retry(self, exc, rt, doc_id) from exc

@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .engines import Engine, EngineContext, Extraction, PageRequest, PageText
 from .errors import PageFailed, TransientEngineError
@@ -71,6 +72,23 @@ def make_text_pdf(path: Path, pages: list[str], compress: bool = True) -> Path:
     return path
 
 
+def drawn_page(text: str, dpi: int = 150) -> Any:
+    """A half-letter grayscale image with ``text`` set in 12-point type (Pillow's own font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("L", (int(8.5 * dpi), int(5.5 * dpi)), 255)
+    font = ImageFont.load_default(size=round(12 * dpi / 72))
+    ImageDraw.Draw(img).multiline_text((dpi, dpi), text, fill=0, font=font,
+                                       spacing=round(6 * dpi / 72))
+    return img
+
+
+def image_pdf(path: Path, pages: list[Any], dpi: int = 150) -> Path:
+    """An image-only PDF (a scan, as a scanner makes it): one page per image, no text layer."""
+    pages[0].save(path, format="PDF", resolution=dpi, save_all=True, append_images=pages[1:])
+    return path
+
+
 def page_text(number: int, words: int = 12) -> str:
     """Deterministic, distinct text for page ``number``."""
     vocab = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
@@ -107,13 +125,14 @@ class SleepingEngine:
     def __init__(self, latency: float = 0.0, *, per_page: float = 0.0,
                  transient_failures: int = 0,
                  failing_pages: frozenset[int] = frozenset(),
-                 crash_pages: frozenset[int] = frozenset(),
+                 crash_pages: frozenset[int] = frozenset(), crash_times: int = 1,
                  counter_dir: Path | None = None) -> None:
         self.latency = latency
         self.per_page = per_page
         self.transient_failures = transient_failures
         self.failing_pages = failing_pages
         self.crash_pages = crash_pages
+        self.crash_times = crash_times
         self.counter = _Counter(counter_dir) if counter_dir else None
 
     def extract(self, request: PageRequest) -> Extraction:
@@ -122,8 +141,8 @@ class SleepingEngine:
         attempt = self.counter.bump(key) if self.counter else 1
         time.sleep(self.latency + self.per_page * len(numbers))
         if set(numbers) & self.crash_pages and self.counter and self.counter.bump(
-                f"crash-{key}") == 1:
-            os._exit(137)  # like a SIGKILL by the OOM killer, once per chunk
+                f"crash-{key}") <= self.crash_times:
+            os._exit(137)  # like a SIGKILL by the OOM killer
         if attempt <= self.transient_failures:
             raise TransientEngineError(f"injected transient failure {attempt}", retry_after=0.1)
         bad = sorted(set(numbers) & self.failing_pages)
@@ -162,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transient-failures", type=int, default=0)
     parser.add_argument("--failing-pages", default="")
     parser.add_argument("--crash-pages", default="")
+    parser.add_argument("--crash-times", type=int, default=1)
     parser.add_argument("--counter-dir", type=Path, default=None)
     parser.add_argument("--queues", default=None)
     parser.add_argument("--pool", default=None)
@@ -175,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = SleepingEngine(args.sleep, per_page=args.per_page,
                             transient_failures=args.transient_failures,
                             failing_pages=pages(args.failing_pages),
-                            crash_pages=pages(args.crash_pages), counter_dir=args.counter_dir)
+                            crash_pages=pages(args.crash_pages), crash_times=args.crash_times,
+                            counter_dir=args.counter_dir)
     cfg = config.load(args.config)
     log.configure(cfg.logging.level, cfg.logging.format)
     tasks.engine_factory = sleeping_factory(engine)

@@ -24,6 +24,7 @@ from .config import WatchConfig
 from .dispatch import Dispatcher
 from .errors import OcrDaemonError
 from .filters import Rules, regular_file
+from .housekeeping import tidy
 from .layout import WatchPaths
 from .reaper import Reaper
 from .settle import Settler
@@ -31,6 +32,7 @@ from .writers import open_for_writing
 
 TICK_SECONDS = 0.1
 SWEEP_SECONDS = 10.0
+TIDY_SECONDS = 600.0
 
 
 class _Events(FileSystemEventHandler):
@@ -119,6 +121,7 @@ class Intake:
         if path in writers.found():
             self.settler.restart(path, now)
             return
+        seen_at = self.clock.time() - (now - self.settler.looks[path].since)  # pickup metric
         self.settler.forget(path)
         try:
             manifest = claim(self.paths, p, self.clock, self.watch.max_file_bytes)
@@ -126,7 +129,7 @@ class Intake:
             self.log.error("claim_failed", path=path, **exc.to_dict())
             return
         if manifest is not None:
-            self.dispatcher.queue(self.paths, manifest)
+            self.dispatcher.queue(self.paths, manifest, seen_at)
 
     def sweep(self) -> None:
         self.dispatcher.sweep(self.paths)
@@ -174,6 +177,7 @@ class Watcher:
         roots = tuple(str(i.paths.inbox) + os.sep for i in self.intakes)
         next_sweep = self.clock.monotonic() + SWEEP_SECONDS
         next_reap = self.clock.monotonic() + self.reap_interval
+        next_tidy = self.clock.monotonic() + TIDY_SECONDS
         next_rescan = {id(i): self.clock.monotonic() + i.watch.rescan_interval
                        for i in self.intakes}
         try:
@@ -189,6 +193,11 @@ class Watcher:
                     for intake in self.intakes:
                         self._guarded("sweep", intake.sweep)
                     next_sweep = now + SWEEP_SECONDS
+                if now >= next_tidy:
+                    for intake in self.intakes:
+                        self._guarded("housekeeping", lambda i=intake: tidy(
+                            i.paths, i.dispatcher.store))
+                    next_tidy = now + TIDY_SECONDS
                 if self.reaper is not None and now >= next_reap:
                     for intake in self.intakes:
                         self._guarded("reap", lambda i=intake: self.reaper.reap(i.paths))

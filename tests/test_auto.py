@@ -14,11 +14,11 @@ from ocr_daemon.engines import REGISTRY, Engine, EngineContext, Page, PageReques
 from ocr_daemon.engines.auto import gemini_configured, ocr_engine_name
 from ocr_daemon.errors import EngineUnavailable
 from ocr_daemon.sniff import PDF, PNG
-from ocr_daemon.testing import make_text_pdf
+from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf
 
 from .cer import cer
 from .conftest import Env
-from .test_tesseract import DPI, drawn_page, image_pdf, known_text, merged_pdf
+from .test_tesseract import DPI, known_text, merged_pdf
 
 TYPED = {1: "Typed page one: the quick brown fox.", 3: "Typed page three, with a text layer."}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
 from ocr_daemon import config, pdf
@@ -20,7 +20,7 @@ from ocr_daemon.engines import REGISTRY, EngineContext, Page, PageRequest
 from ocr_daemon.engines.tesseract import TesseractEngine, page_dpi
 from ocr_daemon.errors import EngineUnavailable, PageFailed, TransientEngineError
 from ocr_daemon.sniff import JPEG, PDF, PNG, TIFF
-from ocr_daemon.testing import make_text_pdf, page_text
+from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf, page_text
 
 from .cer import cer
 from .conftest import RESOURCES, Env
@@ -36,21 +36,6 @@ def known_text(number: int) -> str:
     head, body = page_text(number, words=24).split("\n")
     words = body.split()
     return "\n".join([head, *(" ".join(words[i:i + 8]) for i in range(0, len(words), 8))])
-
-
-def drawn_page(text: str, dpi: int = DPI) -> Image.Image:
-    """A half-letter grayscale page with ``text`` set in 12-point type (Pillow's own font)."""
-    img = Image.new("L", (int(8.5 * dpi), int(5.5 * dpi)), 255)
-    font = ImageFont.load_default(size=round(12 * dpi / 72))
-    ImageDraw.Draw(img).multiline_text((dpi, dpi), text, fill=0, font=font,
-                                       spacing=round(6 * dpi / 72))
-    return img
-
-
-def image_pdf(path: Path, pages: list[Image.Image], dpi: int = DPI) -> Path:
-    """An image-only PDF (a scan, as a scanner makes it): one page per image, no text layer."""
-    pages[0].save(path, format="PDF", resolution=dpi, save_all=True, append_images=pages[1:])
-    return path
 
 
 def merged_pdf(path: Path, parts: list[tuple[Path, int]]) -> Path:

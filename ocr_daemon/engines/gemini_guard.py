@@ -66,6 +66,7 @@ class Guard:
     def __init__(self, client: redis.Redis, prefix: str, key_fingerprint: str, model: str, *,
                  probe_ttl: float, sleep: Callable[[float], None] = time.sleep) -> None:
         self.r = client
+        self.prefix = prefix
         self.fp = key_fingerprint
         self.model = model
         self.disabled_key = f"{prefix}gemini:disabled:{key_fingerprint}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from .. import log
+from .. import log, metrics
 from ..config import GeminiConfig
 from ..errors import (
     EnginePaused,
@@ -81,7 +81,9 @@ class Sender:
               budget: Budget, max_output_tokens: int) -> Answer:
         with self.guard.sending(max(0.0, budget.left)) as waited:
             budget.spend(waited)
-            budget.spend(self.limiter.acquire(tokens, max(0.0, budget.left)))
+            waited = self.limiter.acquire(tokens, max(0.0, budget.left))
+            budget.spend(waited)
+            metrics.limiter_waited(self.guard, f"gemini/{self.s.model}", waited)
             try:
                 answer = self.api.generate(media, prompt, variant, max_output_tokens)
             except KeyRejected as exc:
@@ -89,8 +91,9 @@ class Sender:
                 self.log.error("gemini_key_rejected", reason=exc.reason, error=exc.message,
                                hint=exc.hint)
                 raise
-            except (RateLimited, QuotaExhausted):
+            except (RateLimited, QuotaExhausted) as exc:
                 self.guard.verified()  # quotas are checked after the key: it is good
+                metrics.rate_limited(self.guard, self.s.model, isinstance(exc, QuotaExhausted))
                 raise
             self.guard.verified()
             return answer

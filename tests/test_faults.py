@@ -1,0 +1,234 @@
+"""Faults: poison documents, cancel, retry, a full disk, a power cut, housekeeping."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ocr_daemon import config as config_mod
+from ocr_daemon import housekeeping
+from ocr_daemon.clock import SystemClock
+from ocr_daemon.layout import WatchPaths
+from ocr_daemon.redis_conn import client
+from ocr_daemon.state import StateStore
+from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf, page_text
+
+from .conftest import PYTHON, Env, read_json, wait_for
+
+CHUNKED = {"chunk_pages": 10, "chunk_threshold_pages": 10}
+
+
+def pages_pdf(path: Path, count: int) -> Path:
+    return make_text_pdf(path, [page_text(n) for n in range(1, count + 1)])
+
+
+def cli(env: Env, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "ocr_daemon", *args, "--config", str(env.config_path)],
+                          capture_output=True, text=True, check=check, timeout=60)
+
+
+def test_poison_chunk_that_kills_its_worker_every_time_fails_after_the_cap(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED, workers={"max_redeliveries": 2})
+    env.start("worker", "--pool", "prefork", "--concurrency", "2", "--crash-pages", "15",
+              "--crash-times", "100", "--counter-dir", str(env.tmp / "counters"),
+              module="ocr_daemon.testing")
+    env.start("watch")
+    env.drop(pages_pdf(tmp_path / "poison.pdf", 30))
+    error = env.wait_error("poison", timeout=120)
+    assert error["error"]["code"] == "worker_crashed"
+    [chunk] = error["chunk_errors"]
+    assert chunk["pages"] == [11, 20] and "died 3 times" in chunk["error"]["message"]
+    crashes = int((env.tmp / "counters" / f"crash-{error['doc_id']}-11").read_text())
+    assert crashes == 3  # the first delivery and two redeliveries, then no more
+    partial = (env.failed / "poison.partial.txt").read_text().split("\f")
+    assert partial[0] == page_text(1) and partial[25] == page_text(26)
+
+
+def test_cancel_stops_a_running_document_before_its_remaining_chunks_call_the_engine(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    counters = env.tmp / "counters"
+    env.start("worker", "--sleep", "1.0", "--pool", "threads", "--concurrency", "2",
+              "--counter-dir", str(counters), module="ocr_daemon.testing")
+    env.start("watch")
+    source = pages_pdf(tmp_path / "long.pdf", 100)
+    env.drop(source)
+    progress = env.outbox / "long.progress.json"
+    wait_for(lambda: progress.exists() and read_json(progress)["chunks"]["completed"] >= 1, 60,
+             what="a first chunk")
+    doc_id = read_json(progress)["doc_id"]
+
+    def engine_calls() -> int:  # the fake engine counts each call as it starts
+        return len([p for p in counters.iterdir() if p.name.startswith(doc_id)])
+
+    done = cli(env, "cancel", doc_id)
+    assert "cancelled" in done.stdout
+    at_cancel = engine_calls()
+    error = read_json(env.failed / "long.error.json")
+    assert error["state"] == "cancelled" and error["error"]["code"] == "cancelled"
+    assert (env.failed / "long.pdf").read_bytes() == source.read_bytes()
+    assert read_json(env.failed / "long.progress.json")["state"] == "cancelled"
+    assert not progress.exists()
+    time.sleep(3)  # chunks in an engine call when it was cancelled finish; no new ones start
+    assert engine_calls() == at_cancel < 10
+    assert not (env.processing / doc_id).exists()
+
+
+def test_cancel_a_queued_document_by_the_path_it_was_dropped_at(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env()
+    listener = env.listener()
+    env.start("watch", notify=listener)  # no worker: it stays queued
+    listener.wait("READY=1")
+    dropped = env.drop(make_text_pdf(tmp_path / "q.pdf", ["queued"]))
+    wait_for(lambda: any(env.processing.iterdir()), 20, what="the claim")
+    time.sleep(0.5)
+    done = cli(env, "cancel", str(dropped))
+    assert "cancelled" in done.stdout
+    assert read_json(env.failed / "q.error.json")["error"]["code"] == "cancelled"
+    assert (env.failed / "q.pdf").exists()
+    missing = cli(env, "cancel", "20991231T000000Z-00000000", check=False)
+    assert missing.returncode == 6 and "no document" in missing.stderr
+
+
+def test_retry_sends_failed_documents_back_and_they_complete(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED)
+    worker = env.start("worker", "--failing-pages", "5", "--pool", "threads",
+                       module="ocr_daemon.testing")
+    env.start("watch")
+    env.drop(pages_pdf(tmp_path / "again.pdf", 20))
+    env.drop(make_text_pdf(tmp_path / "small.pdf", ["small one"]), name="other.pdf")
+    env.wait_result("other")
+    assert env.wait_error("again")["error"]["code"] == "page_failed"
+    worker.stop()
+    env.start("worker", "--pool", "threads", module="ocr_daemon.testing")  # fixed engine
+    done = cli(env, "retry", str(env.failed / "again.pdf"))
+    assert done.stdout.strip() == str(env.inbox / "again.pdf")
+    assert not (env.failed / "again.error.json").exists()
+    result = env.wait_result("again")  # the same stem: the old sidecars are gone
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 21)]
+    assert not any(env.failed.iterdir())
+    assert cli(env, "retry", "--all").stdout == ""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs: a filesystem that really fills up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"this test mounts a tmpfs (run as root): {done.stderr}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler.bin"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_full_disk_makes_the_document_wait_with_its_original_then_finish(
+        make_env: Callable[..., Env], tmp_path: Path, small_disk: Path) -> None:
+    env = make_env()
+    env.write_config(watch={"root": str(small_disk / "watch")})
+    root = small_disk / "watch"
+    listener = env.listener()
+    env.start("watch", notify=listener)
+    listener.wait("READY=1")
+    source = make_text_pdf(tmp_path / "full.pdf", [page_text(n) for n in range(1, 4)])
+    (root / "inbox" / "full.pdf").write_bytes(source.read_bytes())
+    wait_for(lambda: any(d.joinpath("dispatch.json").exists()
+                         for d in (root / "processing").iterdir()), 20, what="queued")
+    filler = fill(small_disk)
+    worker = env.start("worker", "--concurrency", "1")
+    wait_for(lambda: '"waiting"' in worker.output() and "storage_error" in worker.output(), 60,
+             what="the worker to wait on the full disk")
+    [record] = list((root / "processing").iterdir())
+    assert (record / "source").read_bytes() == source.read_bytes()  # the original is kept
+    assert not (root / "outbox" / "full.json").exists()
+    store = StateStore(client(env.redis_url), env.prefix, 3600, SystemClock())
+    waiting = store.get(record.name).fields["waiting"]  # `status` shows why it waits
+    assert "storage_error" in waiting and "No space left" in waiting
+    filler.unlink()
+    result = read_json_when(root / "outbox" / "full.json", 60)
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 4)]
+    assert read_json(root / "outbox" / "full.progress.json")["waiting"] is None
+
+
+def read_json_when(path: Path, timeout: float) -> dict[str, object]:
+    wait_for(path.exists, timeout, what=str(path))
+    return dict(read_json(path))
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_power_cut_of_the_whole_daemon_then_every_document_finishes_exactly_once(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(redis={"url": "embedded"},
+                   watch={"engine": "tesseract"}, engines={"tesseract": {"dpi": 150}})
+    scans = []
+    for n in range(8):
+        pages = [drawn_page(page_text(n * 3 + k), dpi=150) for k in range(3)]
+        scans.append(image_pdf(tmp_path / f"scan{n}.pdf", pages, dpi=150))
+    proc = env.run_daemon()
+    for scan in scans:
+        env.drop(scan)
+    wait_for(lambda: len(list(env.outbox.glob("scan*.json"))) >= 4, 120, what="some results")
+    redis_pid = int((env.tmp / "state" / "redis" / "redis.pid").read_text())
+    os.killpg(proc.pid, signal.SIGKILL)  # watcher and workers ...
+    _kill(redis_pid)  # ... and the embedded Redis, at the same instant
+    finished = [p for p in env.outbox.glob("scan*.json") if not p.name.endswith("ss.json")]
+    assert len(finished) < 8  # the cut came with documents in flight
+    proc.popen.wait()
+    wait_for(lambda: not Path(f"/proc/{redis_pid}").exists(), 10, what="redis to die")
+    env.run_daemon()
+    wait_for(lambda: len([p for p in env.outbox.glob("scan*.json")
+                          if not p.name.endswith(".progress.json")]) == 8, 180,
+             what="8 results")
+    time.sleep(1)
+    results = sorted(p.name for p in env.outbox.glob("*.json")
+                     if not p.name.endswith(".progress.json"))
+    assert results == [f"scan{n}.json" for n in range(8)]  # no duplicates, no suffixes
+    assert sorted(p.name for p in env.archive.iterdir()) == [f"scan{n}.pdf" for n in range(8)]
+    assert not any(env.failed.iterdir()) and not any(env.processing.iterdir())
+    for n in range(8):
+        text = (env.outbox / f"scan{n}.txt").read_text()
+        assert f"Page {n * 3 + 1} of the test document" in text
+
+
+def test_housekeeping_removes_stale_temp_files_and_lost_active_entries(
+        make_env: Callable[..., Env]) -> None:
+    env = make_env()
+    watch = config_mod.load(env.config_path, environ={}).watches[0]
+    paths = WatchPaths.of(watch)
+    paths.ensure()
+    old, fresh = paths.outbox / ".ocrd-0123456789abcdef.tmp", paths.failed / ".ocrd-fresh.tmp"
+    old.write_text("left by a crash")
+    fresh.write_text("being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    store = StateStore(client(env.redis_url), env.prefix, 3600, SystemClock())
+    store.set_doc("20260101T000000Z-0000dead", state="processing", watch=watch.name)
+    assert housekeeping.tidy(paths, store) == 2
+    assert not old.exists() and fresh.exists()
+    assert store.active() == []
