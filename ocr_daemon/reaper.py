@@ -4,8 +4,8 @@ A document is *lost* when it has made no progress for `stall_timeout` seconds (i
 state, result files and dispatch record all unchanged) and no message of it is left in the
 broker (queued, or held unacknowledged by a worker). That covers a flushed or restarted
 Redis, a lost message, and a worker killed past Celery's own redelivery. A document merely
-waiting in a long queue is never touched. Messages of a stalled document that a dead worker
-still holds unacknowledged are handed back to their queues at once.
+waiting in a long queue is never touched. Messages that a dead worker still holds
+unacknowledged are handed back to their queues without waiting for the visibility timeout.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class Reaper:
 
         ``stall=0`` at start-up: every dispatched document with no message left is lost.
         """
+        self._restore_stranded()
         candidates = self.stalled(paths, stall)
         if not candidates:
             return 0
@@ -83,7 +84,6 @@ class Reaper:
             queued, held = broker.mentions(self.rt.store.r, self.rt.cfg.redis.key_prefix, ids)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"Redis: {exc}") from exc
-        self._restore_stranded(held)
         alive = queued | {d for d in ids for u in held if d in u.message}
         done = 0
         for doc in candidates:
@@ -100,9 +100,14 @@ class Reaper:
                 lock.release()
         return done
 
-    def _restore_stranded(self, held: list[broker.Unacked]) -> None:
-        """Messages of stalled documents held by no live worker (it was killed): back to
-        their queues now, rather than after the broker's visibility timeout."""
+    def _restore_stranded(self) -> None:
+        """Messages held by no live worker (it was killed): back to their queues now, rather
+        than after the broker's visibility timeout. Those of ended documents then run as
+        no-ops and are gone."""
+        try:
+            held = broker.unacked(self.rt.store.r, self.rt.cfg.redis.key_prefix)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis: {exc}") from exc
         old = [u for u in held if self.clock.time() - u.delivered_at > STRANDED_AFTER]
         if not old:
             return

@@ -46,13 +46,14 @@ def read_json(path: Path) -> Any:
 class RedisServer:
     """A throwaway redis-server on a free loopback port (never the machine's 6379)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, persistent: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is required: run the tests through scripts/test")
         self.folder = folder
         self.binary = binary
         self.port = free_port()
+        self.persistent = persistent  # append-only file, fsync every second, as in production
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -67,7 +68,9 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.folder), "--save", "", "--appendonly", "no", "--daemonize", "no",
+             str(self.folder), "--save", "", "--appendonly",
+             "yes" if self.persistent else "no", "--appendfsync", "everysec",
+             "--maxmemory-policy", "noeviction", "--daemonize", "no",
              "--logfile", str(self.folder / "redis.log")],
             stdin=subprocess.DEVNULL,
         )
@@ -85,7 +88,7 @@ class RedisServer:
             self.proc.wait()
 
     def restart(self) -> None:
-        """Kill and start again, empty (no persistence): everything in Redis is lost."""
+        """Kill (SIGKILL) and start again: empty, or from its append-only file if persistent."""
         self.stop()
         self.start()
 
