@@ -60,7 +60,8 @@ def configure(cfg: Config, url: str | None = None) -> Celery:
         worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        task_send_sent_event=True,
+        # Workers send task events (Flower, `celery events`); the sender's extra
+        # "task-sent" event is not sent: it cost a Redis round trip per queued document.
         worker_send_task_events=True,
         enable_utc=True,
     )

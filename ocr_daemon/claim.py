@@ -25,9 +25,12 @@ from .progress import snapshot
 def sha256_of(path: Path, limit: int) -> tuple[int, str | None]:
     """Size and sha256 of a regular file (never through a link); no hash above ``limit``
     bytes: such a file fails as too large and is not worth reading."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
     with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        size = st.st_size
         if size > limit:
             return size, None
         digest = hashlib.sha256()
@@ -38,7 +41,11 @@ def sha256_of(path: Path, limit: int) -> tuple[int, str | None]:
 
 def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int) -> Manifest | None:
     """Move ``src`` into a new document record; None when another claimer took it first
-    (or it stopped being a regular file between the look and the rename)."""
+    (or it stopped being a regular file between the look and the rename).
+
+    The settled file is hashed first, so the durable manifest written before the rename holds
+    everything but the output stem, which only the winner of the rename reserves.
+    """
     now = clock.time()
     doc_id = new_doc_id(now)
     dp = paths.doc(doc_id)
@@ -47,8 +54,15 @@ def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int) -> Manifes
         claimed_at=iso(now), claimed_by=f"{socket.gethostname()}:{os.getpid()}",
     )
     try:
+        manifest.size, manifest.sha256 = sha256_of(src, max_bytes)
+    except OSError:
+        return None  # taken by another watcher, or a link or FIFO slipped in: left alone
+    try:
         dp.dir.mkdir(parents=True)
-        manifest.save(dp.manifest)
+        # The manifest's data is fsynced before the rename; its folder entry is made durable
+        # with the rename's by the one fsync of the record's folder below (journaling
+        # filesystems commit the two renames in order).
+        manifest.save(dp.manifest, create_parents=False, sync_dir=False)
         os.rename(src, dp.source)
     except FileNotFoundError:
         shutil.rmtree(dp.dir, ignore_errors=True)
@@ -63,7 +77,7 @@ def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int) -> Manifes
         return None
     atomic.fsync_dir(dp.dir)
     atomic.fsync_dir(src.parent)
-    complete_claim(paths, dp.dir.name, manifest, clock, max_bytes)
+    complete_claim(paths, doc_id, manifest, clock, max_bytes)
     return manifest
 
 
@@ -77,5 +91,6 @@ def complete_claim(paths: WatchPaths, doc_id: str, manifest: Manifest, clock: Cl
     out = reserve_stem(paths, manifest.rel_dir, manifest.name, doc_id, first)
     if manifest.stem != out.stem:
         manifest.stem = out.stem
-        manifest.save(dp.manifest)
+        # Without a folder fsync: if a crash loses this write, the stem is worked out again.
+        manifest.save(dp.manifest, create_parents=False, sync_dir=False)
     return out

@@ -321,6 +321,6 @@ def redacted(cfg: Config) -> dict[str, Any]:
     for watch in data["watches"]:
         hook = watch.get("webhook")
         if hook:
-            hook["url"] = mask_url(hook["url"])
+            hook["url"] = re.sub(r"\?.*", "?***", mask_url(hook["url"]))  # tokens in query
             hook["secret"] = "***" if hook.get("secret") else None
     return data

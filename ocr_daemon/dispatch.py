@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from . import atomic, log, metrics
 from .claim import complete_claim
 from .clock import iso
 from .docrecord import Doc
-from .errors import OcrDaemonError, ServiceUnavailable
+from .errors import ServiceUnavailable
 from .finish import skip_duplicate
-from .layout import WatchPaths
+from .layout import WatchPaths, release_stem
 from .manifest import Manifest
 from .runtime import Runtime
 from .state import QUEUED
@@ -25,22 +26,23 @@ CLAIM_GRACE_SECONDS = 60.0
 # A claim not queued after this long is queued by the sweep (Redis was down, or a crash).
 QUEUE_GRACE_SECONDS = 10.0
 
-Send = Callable[[str, str], str]  # (watch, doc_id) -> task id
+Send = Callable[[str, str, str], None]  # (watch, doc_id, task_id)
 
 
-def celery_send(watch: str, doc_id: str) -> str:
+def celery_send(watch: str, doc_id: str, task_id: str) -> None:
     """Send `process_document`; a broker that cannot be reached becomes ServiceUnavailable."""
     from .tasks import process_document  # the Celery app is configured by then
 
     try:
-        result = process_document.apply_async(
+        process_document.apply_async(
             (watch, doc_id),
+            task_id=task_id,
+            ignore_result=True,  # no result subscription per document sent
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
     except Exception as exc:  # boundary to kombu/redis: any failure to publish
         raise ServiceUnavailable(f"cannot queue {doc_id}: {type(exc).__name__}: {exc}") from exc
-    return str(result.id)
 
 
 class Dispatcher:
@@ -76,22 +78,21 @@ class Dispatcher:
                 skip_duplicate(self.rt, doc, earlier)
                 logger.info("document_duplicate_skipped", duplicate_of=earlier["doc_id"])
                 return True
+            task_id = str(uuid.uuid4())  # known before the send: one state write, never after
             self.store.set_doc(manifest.doc_id, state=QUEUED, watch=paths.name,
-                               name=manifest.name, stem=manifest.stem,
+                               name=manifest.name, stem=manifest.stem, task_id=task_id,
                                created_at=manifest.claimed_at)
-            task_id = self.send(paths.name, manifest.doc_id)
-            self.store.set_doc(manifest.doc_id, task_id=task_id)
+            self.send(paths.name, manifest.doc_id, task_id)
         except ServiceUnavailable as exc:
             logger.warning("queue_postponed", reason=exc.message)
             return False
+        # Not fsynced: after a crash a lost record only means the sweep sends it again. The
+        # progress file already says queued (written when the stem was reserved).
         atomic.write_json(dp.dispatch, {
             "task_id": task_id,
             "queued_at": iso(self.clock.time()),
             "attempts": previous.get("attempts", 0) + 1,
-        })
-        out = paths.outputs(manifest.rel_dir, manifest.stem or "", manifest.name)
-        with contextlib.suppress(OcrDaemonError):
-            self.progress.publish(out, manifest, None)
+        }, create_parents=False, durable=False)
         logger.info("document_queued", name=manifest.name, task_id=task_id)
         metrics.pickup(self.store, paths.name, seen_at, self.clock.time())
         return True
@@ -112,7 +113,7 @@ class Dispatcher:
             if dp.dispatch.exists() or dp.outcome.exists():
                 continue
             if not dp.source.exists():
-                _drop_abandoned(entry)
+                _drop_abandoned(paths, entry)
                 continue
             if _age(dp.manifest) < QUEUE_GRACE_SECONDS:
                 continue
@@ -133,7 +134,14 @@ def _age(path: Path) -> float:
         return 0.0
 
 
-def _drop_abandoned(entry: Path) -> None:
-    """A record without its original: a claim that lost the rename or crashed before it."""
-    if _age(entry) > CLAIM_GRACE_SECONDS:
-        shutil.rmtree(entry, ignore_errors=True)
+def _drop_abandoned(paths: WatchPaths, entry: Path) -> None:
+    """A record without its original: a claim that lost the rename or crashed before it.
+    Its record goes, and the output stem it had reserved is given back."""
+    if _age(entry) <= CLAIM_GRACE_SECONDS:
+        return
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        manifest = Manifest.load(paths.doc(entry.name).manifest)
+        if manifest.stem:
+            release_stem(paths.outputs(manifest.rel_dir, manifest.stem, manifest.name),
+                         manifest.doc_id)
+    shutil.rmtree(entry, ignore_errors=True)

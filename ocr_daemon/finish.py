@@ -131,7 +131,7 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
         "document_" + state, original_to=outcome["original_to"],
         error=(outcome.get("error") or {}).get("code"))
     metrics.finished(rt.store, doc.watch.name, state)
-    webhook.notify(doc, state)  # queued after every terminal file is written; never raises
+    webhook.notify(rt, doc, state)  # queued after every terminal file is written; never raises
     return state
 
 

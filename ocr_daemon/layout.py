@@ -199,12 +199,19 @@ def reserve_stem(paths: WatchPaths, rel_dir: str, name: str, doc_id: str,
         out = paths.outputs(rel_dir, stem, name)
         if _held_by(out.progress, doc_id):
             return out
-        if not out.taken() and atomic.create_exclusive(out.progress, first_progress):
+        if not out.taken() and atomic.create_exclusive(out.progress, first_progress,
+                                                       durable=False):
             return out
     # The suffixed stem is unique to this document; only a leftover of ours can hold it.
     out = paths.outputs(rel_dir, stem_candidates(name, doc_id)[1], name)
-    atomic.write_bytes(out.progress, first_progress)
+    atomic.write_bytes(out.progress, first_progress, durable=False)
     return out
+
+
+def release_stem(out: Outputs, doc_id: str) -> None:
+    """Give a reserved stem back (a claim that lost the race), if this document holds it."""
+    if _held_by(out.progress, doc_id):
+        out.progress.unlink(missing_ok=True)
 
 
 def _held_by(progress: Path, doc_id: str) -> bool:

@@ -19,9 +19,14 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def uses_json(fmt: str = "auto") -> bool:
+    """JSON lines unless ``fmt`` asks for the console, or is auto and stderr is a terminal."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Set up structlog and route stdlib logging (Celery's) through the same renderer."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    use_json = uses_json(fmt)
     renderer: Any = (structlog.processors.JSONRenderer() if use_json
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     shared: list[Any] = [
@@ -48,6 +53,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # Python warnings (Celery's) become log lines too
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "google_genai", "watchdog"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -37,8 +37,8 @@ class Manifest:
     def rel_path(self) -> str:
         return f"{self.rel_dir}/{self.name}" if self.rel_dir else self.name
 
-    def save(self, path: Path) -> None:
-        atomic.write_json(path, asdict(self))
+    def save(self, path: Path, create_parents: bool = True, sync_dir: bool = True) -> None:
+        atomic.write_json(path, asdict(self), create_parents=create_parents, sync_dir=sync_dir)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:

@@ -123,8 +123,8 @@ class ProgressPublisher:
     @staticmethod
     def _write(out: Outputs, data: dict[str, Any]) -> None:
         if data["state"] in TERMINAL - {COMPLETED}:
-            atomic.write_json(out.failed_progress, data)
+            atomic.write_json(out.failed_progress, data, durable=False)
             with contextlib.suppress(FileNotFoundError):
                 out.progress.unlink()
         else:
-            atomic.write_json(out.progress, data)
+            atomic.write_json(out.progress, data, durable=False)

@@ -11,6 +11,7 @@ unacknowledged are handed back to their queues without waiting for the visibilit
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 
 import redis
@@ -42,9 +43,10 @@ def last_activity(doc: Doc, live_ts: float | None) -> float:
 
 
 class Reaper:
-    def __init__(self, rt: Runtime, requeue: Callable[[str, str], str], clock: Clock) -> None:
+    def __init__(self, rt: Runtime, requeue: Callable[[str, str, str], None],
+                 clock: Clock) -> None:
         self.rt = rt
-        self.requeue = requeue  # (watch, doc_id) -> task id: sends process_document
+        self.requeue = requeue  # (watch, doc_id, task_id): sends process_document
         self.clock = clock
 
     def stalled(self, paths: WatchPaths, stall: float | None = None) -> list[Doc]:
@@ -132,12 +134,13 @@ class Reaper:
                 "time (a worker crashing on it, or Redis losing its queues)"), doc.plan())
             return 1
         ensure_live(self.rt, doc, doc.plan())
-        task_id = self.requeue(doc.watch.name, doc.doc_id)
+        task_id = str(uuid.uuid4())
+        self.rt.store.set_doc(doc.doc_id, task_id=task_id, requeued_at=iso(self.clock.time()))
+        self.requeue(doc.watch.name, doc.doc_id, task_id)
         atomic.write_json(doc.dp.dispatch, {
             **record, "task_id": task_id, "queued_at": iso(self.clock.time()),
             "attempts": attempts + 1,
         })
-        self.rt.store.set_doc(doc.doc_id, task_id=task_id, requeued_at=iso(self.clock.time()))
         logger.warning("document_requeued", reason=f"no progress for {stall:.0f} s",
                        task_id=task_id)
         return 1

@@ -18,7 +18,15 @@ from .clock import iso
 from .engines import gemini_guard
 from .errors import ServiceUnavailable
 from .progress import percentage
-from .state import CANCELLED, CHUNK_STATES, FAILED, DocState, StateStore, read_status
+from .state import (
+    CANCELLED,
+    CHUNK_STATES,
+    FAILED,
+    RECENT_MAX,
+    DocState,
+    StateStore,
+    read_status,
+)
 
 POOLS = {"prefork": "prefork", "thread": "threads", "solo": "solo", "gevent": "gevent",
          "eventlet": "eventlet"}
@@ -69,20 +77,23 @@ def documents(store: StateStore) -> list[dict[str, Any]]:
 
 def recent_failures(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
     """Recently ended documents that failed or were cancelled, newest first."""
+    ids = list(dict.fromkeys(store.recent(RECENT_MAX)))  # an ending may be recorded twice
+    fields = ["state", "watch", "name", "error", "finished_at"]
+    try:
+        pipe = store.r.pipeline(transaction=False)
+        for doc_id in ids:
+            pipe.hmget(store.doc_key(doc_id), fields)
+        rows = pipe.execute() if ids else []
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"Redis: {exc}") from exc
     out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for doc_id in store.recent(200):
-        if doc_id in seen:
-            continue
-        seen.add(doc_id)
-        live = store.get(doc_id)
-        if live is None or live.state not in (FAILED, CANCELLED):
-            continue
-        error = live.error() or {}
-        out.append({"doc_id": doc_id, "watch": live.fields.get("watch"),
-                    "name": live.fields.get("name"), "state": live.state,
-                    "code": error.get("code"), "message": error.get("message"),
-                    "finished_at": live.fields.get("finished_at")})
+    for doc_id, (state, watch, name, error, finished_at) in zip(ids, rows, strict=True):
+        if state not in (FAILED, CANCELLED):
+            continue  # completed, or its state has expired (state_ttl)
+        err = json.loads(error) if error else {}
+        out.append({"doc_id": doc_id, "watch": watch, "name": name, "state": state,
+                    "code": err.get("code"), "message": err.get("message"),
+                    "finished_at": finished_at})
         if len(out) >= limit:
             break
     return out
@@ -138,7 +149,10 @@ def workers(app: Celery, timeout: float = 1.0) -> list[dict[str, Any]]:
     --without-gossip --without-mingle: remote control stays on)."""
 
     def ask(command: str) -> dict[str, Any]:
-        replies = app.control.broadcast(command, reply=True, timeout=timeout)
+        try:
+            replies = app.control.broadcast(command, reply=True, timeout=timeout)
+        except Exception as exc:  # boundary to kombu: the broker cannot be reached
+            raise ServiceUnavailable(f"cannot ask the workers: {exc}") from exc
         return {name: answer for reply in replies or [] for name, answer in reply.items()}
 
     with ThreadPoolExecutor(3) as pool:

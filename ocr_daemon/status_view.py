@@ -13,6 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .errors import OcrDaemonError
 from .status import Status
 
 STATE_STYLE = {"queued": "yellow", "processing": "cyan", "completed": "green",
@@ -134,7 +135,11 @@ def follow(look: Callable[[], Status], console: Console, interval: float = 1.0,
                   redirect_stderr=False) as live:
             while True:
                 started = time.monotonic()
-                live.update(render(look()), refresh=True)
+                try:
+                    view = render(look())
+                except OcrDaemonError as exc:  # Redis away for a moment: say so, look again
+                    view = Text(f"ocr-daemon: {exc.message}", style="bold red")
+                live.update(view, refresh=True)
                 if stop.wait(max(0.0, interval - (time.monotonic() - started))):
                     return
     except KeyboardInterrupt:

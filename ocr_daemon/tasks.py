@@ -68,7 +68,9 @@ def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
                          f"(task {task.name}); it is not tried again")
 
 
-@app.task(bind=True, name="ocr_daemon.process_document")
+# Results of documents live in their files; only chunk tasks keep a Celery result (the
+# chord's join reads them). Ignoring the others also spares the sender a result subscription.
+@app.task(bind=True, name="ocr_daemon.process_document", ignore_result=True)
 def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> None:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
@@ -134,7 +136,7 @@ def fan_out(watch: str, doc_id: str, window: list[int]) -> None:
     ).apply_async()
 
 
-@app.task(bind=True, name="ocr_daemon.aggregate_chunks", max_retries=None)
+@app.task(bind=True, name="ocr_daemon.aggregate_chunks", max_retries=None, ignore_result=True)
 def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str,
                      window: list[int] | None = None) -> str:
     rt = worker_runtime()

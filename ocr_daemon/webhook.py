@@ -3,7 +3,7 @@
 `notify` is called once the ending has been carried out (every terminal file written): it
 reads the final progress sidecar and queues `ocr_daemon.send_webhook` on the `default`
 queue, so that no worker, lock or document waits for the receiver. The task makes one POST
-per attempt (``timeout`` seconds), and retries 5xx, 408, 429, timeouts and connection errors
+per attempt (``timeout`` seconds), and retries 5xx, 408, 425, 429, timeouts and connection errors
 up to ``retries`` more times with backoff (``workers.retry_backoff``, doubling). A webhook
 that cannot be delivered is logged; it never changes the document's ending.
 
@@ -16,6 +16,7 @@ Headers: ``X-OCR-Daemon-Event: document.<state>``, ``X-OCR-Daemon-Doc-Id``, and 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -25,11 +26,11 @@ import urllib.request
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from celery import Task
 
-from . import atomic, log
+from . import atomic, celery_app, log
 from .celery_app import app, current_config
 from .config import WebhookConfig
 from .retrying import backoff
@@ -37,11 +38,12 @@ from .state import COMPLETED
 
 if TYPE_CHECKING:
     from .docrecord import Doc
+    from .runtime import Runtime
 
 EVENT_HEADER = "X-OCR-Daemon-Event"
 DOC_HEADER = "X-OCR-Daemon-Doc-Id"
 SIGNATURE_HEADER = "X-OCR-Daemon-Signature"
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 425, 429})  # and every 5xx
 
 try:
     USER_AGENT = f"ocr-daemon/{version('ocr-daemon')}"
@@ -56,11 +58,12 @@ class Attempt:
     detail: str  # "HTTP 200", "TimeoutError: timed out", ...
 
 
-def public_url(url: str) -> str:
-    """The URL without credentials or query (either may hold a token): safe to log."""
+def public_url(url: str, query: bool = False) -> str:
+    """The URL without credentials (and without its query, which may hold a token, unless
+    ``query``): what is logged, and what is requested (credentials go in a header)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" \
-           f"{parts.path}"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query if query else "", ""))
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -85,16 +88,23 @@ def post(hook: WebhookConfig, payload: dict[str, Any]) -> Attempt:
                DOC_HEADER: str(payload.get("doc_id"))}
     if hook.secret:
         headers[SIGNATURE_HEADER] = signature(hook.secret, body)
-    request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")
+    parts = urlsplit(hook.url)
+    if parts.username is not None:  # https://user:password@host/...: Basic authentication
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
     try:
+        request = urllib.request.Request(public_url(hook.url, query=True), data=body,
+                                         headers=headers, method="POST")
         with _opener.open(request, timeout=hook.timeout) as response:
             response.read(1 << 16)
             return Attempt(True, False, f"HTTP {response.status}")
     except urllib.error.HTTPError as exc:
-        return Attempt(False, exc.code in RETRY_STATUSES, f"HTTP {exc.code}")
+        return Attempt(False, exc.code >= 500 or exc.code in RETRY_STATUSES, f"HTTP {exc.code}")
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
         reason = getattr(exc, "reason", None) or exc
         return Attempt(False, True, f"{type(exc).__name__}: {reason}")
+    except ValueError as exc:  # a URL the HTTP client refuses (its message may hold secrets)
+        return Attempt(False, False, f"{type(exc).__name__}: the URL is not usable")
 
 
 @app.task(bind=True, name="ocr_daemon.send_webhook", max_retries=None)
@@ -121,12 +131,14 @@ def send_webhook(self: Task, watch: str, payload: dict[str, Any]) -> str:
     return "failed"
 
 
-def notify(doc: Doc, state: str) -> None:
+def notify(rt: Runtime, doc: Doc, state: str) -> None:
     """Queue the webhook of a document that has ended (no-op without one; never raises)."""
     hook = doc.watch.webhook
     if hook is None:
         return
     try:
+        if celery_app._config is None:  # a command (cancel) that never needed Celery before
+            celery_app.configure(rt.cfg)
         out = doc.out
         payload = atomic.read_json(out.progress if state == COMPLETED else out.failed_progress)
         send_webhook.apply_async((doc.watch.name, payload), queue="default")

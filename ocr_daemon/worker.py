@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from . import celery_app
+from . import celery_app, log
 from .config import Config
 from .worker_notify import WorkerNotifier, heartbeat_interval
 
@@ -36,7 +36,8 @@ def run_worker(cfg: Config, queues: list[str] | None = None, concurrency: int | 
     # READY=1, WATCHDOG=1 and STOPPING=1 to systemd ($NOTIFY_SOCKET), from Celery's signals.
     notifier = WorkerNotifier(list(queues or cfg.workers.queues)).connect()
     try:
-        app.worker_main(worker_argv(cfg, queues, concurrency, pool, name))
+        quiet = ["--quiet"] if log.uses_json(cfg.logging.format) else []  # no banner in JSON
+        app.worker_main([*quiet, *worker_argv(cfg, queues, concurrency, pool, name)])
     finally:
         notifier.stop()
     return 0
