@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness import ROOT, machine, stack, wait_for
 from pypdf import PdfReader, PdfWriter
+from rows import emit
 
 REAL = ROOT / "tests" / "resources" / "pdflatex-4-pages.pdf"
 
@@ -132,6 +133,14 @@ def main() -> None:
     for pages, value in planned.items():
         print(f"| Redis per document fanned out, {pages} pages ({pages // 10} chunks, "
               f"a window of 20 queued) | {value / 1024:.1f} KB | <= 50 KB |")
+    emit([
+        (f"peak worker RSS, {args.pages}-page PDF", f"{peak / 2**20:.0f} MB", "<= 250 MB",
+         peak <= 250 * 2**20),
+        ("Redis per queued document (any size)", f"{max(queued.values()) / 1024:.1f} KB",
+         "<= 50 KB", max(queued.values()) <= 50 * 1024),
+        (f"Redis per fanned-out document, {args.pages} pages",
+         f"{planned[args.pages] / 1024:.1f} KB", "<= 50 KB", planned[args.pages] <= 50 * 1024),
+    ])
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ from ocr_daemon.engines.tesseract import TesseractEngine, page_dpi, stated_dpi  
 from ocr_daemon.sniff import PDF, TIFF  # noqa: E402
 from tests.cer import levenshtein, normalize  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from rows import emit  # noqa: E402
+
 CORPUS = Path(os.environ.get("OCRD_CORPUS", ROOT.parent / "shared" / "corpus"))
 RESOURCES = ROOT / "tests" / "resources"
 SCAN_DPI = 300
@@ -265,6 +268,17 @@ def main(argv: list[str] | None = None) -> int:
             hyp = " ".join(normalize(t) for t in d.texts[key])
             per.append(f"{100 * levenshtein(hyp, ref) / len(ref):.2f}")
         print(f"  {d.name:<26} " + "  ".join(per))
+    ours, theirs = f"ours-{args.jobs}", f"ocrmypdf-{args.jobs}"
+    ours_ppm, theirs_ppm = 60 * pages / seconds[ours], 60 * pages / seconds[theirs]
+    ours_cer, plain_cer = cer_of(docs, ours, True), cer_of(docs, "plain", True)
+    emit([
+        (f"tesseract path / ocrmypdf --sidecar, pages per minute ({args.jobs} jobs, "
+         f"{ours_ppm:.1f} vs {theirs_ppm:.1f})", f"{ours_ppm / theirs_ppm:.2f} x", ">= 1 x",
+         ours_ppm >= theirs_ppm),
+        ("tesseract path CER - plain tesseract CER (clean scans)",
+         f"{ours_cer:.2f} - {plain_cer:.2f} % = {ours_cer - plain_cer:+.2f} points",
+         "<= 1 point", ours_cer - plain_cer <= 1.0),
+    ])
     return 0
 
 

@@ -36,8 +36,8 @@ class Doc:
     def plan(self) -> Plan | None:
         try:
             return Plan.load(self.dp.plan)
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None  # not planned yet, or torn by a crash: planned again
 
     def outcome(self) -> dict[str, Any] | None:
         try:

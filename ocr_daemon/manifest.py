@@ -73,7 +73,9 @@ class Plan:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        atomic.write_json(path, self.to_dict())
+        # Not fsynced: a plan lost or torn in a crash is made again from the original
+        # (splitting keeps chunk files already written).
+        atomic.write_json(path, self.to_dict(), create_parents=False, durable=False)
 
     @classmethod
     def load(cls, path: Path) -> Plan:

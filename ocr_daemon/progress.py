@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+import uuid
 from typing import Any
 
 from . import atomic
 from .clock import Clock, iso
+from .errors import ServiceUnavailable
 from .layout import Outputs
 from .manifest import Manifest, Plan
 from .state import (
@@ -108,16 +111,22 @@ class ProgressPublisher:
         """Write the sidecar; ``wait`` (terminal states) returns only once it is on disk, so
         that the result or error file written next is never ahead of it."""
         doc_id = manifest.doc_id
+        token = uuid.uuid4().hex
+        deadline = self.clock.monotonic() + 10
         while True:
-            lock = self.store.lock(f"progress:{doc_id}", timeout=10)
-            if not lock.acquire(blocking=wait):
-                return  # the holder will see the newer version and write again
+            held, live = self.store.take_progress(doc_id, token)  # lock + state: one trip
+            if not held:
+                if not wait:
+                    return  # the holder will see the newer version and write again
+                if self.clock.monotonic() > deadline:
+                    raise ServiceUnavailable(f"the progress lock of {doc_id} stays taken")
+                time.sleep(0.01)
+                continue
             try:
-                live = self.store.get(doc_id)
                 self._write(out, snapshot(manifest, plan, live, self.clock.time()))
             finally:
-                lock.release()
-            if live is None or self.store.version(doc_id) == live.version:
+                version = self.store.give_progress(doc_id, token)  # unlock + version: one trip
+            if live is None or version == live.version:
                 return
 
     @staticmethod

@@ -105,6 +105,35 @@ return 1
 """
 
 
+_TAKE_PROGRESS = """
+-- KEYS: lock, doc, chunks, done, retried, version; ARGV: token, hold ms
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+return {1, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+        redis.call('GET', KEYS[4]) or '', redis.call('HGETALL', KEYS[5]),
+        redis.call('GET', KEYS[6]) or '0'}
+"""
+
+_GIVE_PROGRESS = """
+-- KEYS: lock, version; ARGV: token
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('GET', KEYS[2]) or '0'
+"""
+
+
+def _pairs(flat: list[str] | dict[str, str]) -> dict[str, str]:
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _doc_state(doc_id: str, fields: dict[str, str], entries: dict[str, str], done: str | None,
+               retried: dict[str, str], version: str | int | None) -> DocState | None:
+    if not fields:
+        return None
+    return DocState(doc_id, fields, {int(k): json.loads(v) for k, v in entries.items()},
+                    done or "", {int(k): int(v) for k, v in retried.items()}, int(version or 0))
+
+
 @contextlib.contextmanager
 def _redis() -> Iterator[None]:
     """Redis errors become ServiceUnavailable (retryable) at this one place."""
@@ -150,6 +179,8 @@ class StateStore:
         self.ttl = ttl
         self.clock = clock
         self._set_doc = client.register_script(_SET_DOC)
+        self._take = client.register_script(_TAKE_PROGRESS)
+        self._give = client.register_script(_GIVE_PROGRESS)
 
     # keys --------------------------------------------------------------------------------
     def doc_key(self, doc_id: str) -> str:
@@ -279,11 +310,26 @@ class StateStore:
             pipe.hgetall(self.retried_key(doc_id))
             pipe.get(self.version_key(doc_id))
             fields, entries, done, retried, version = pipe.execute()
-        if not fields:
-            return None
-        return DocState(doc_id, fields, {int(k): json.loads(v) for k, v in entries.items()},
-                        done or "", {int(k): int(v) for k, v in retried.items()},
-                        int(version or 0))
+        return _doc_state(doc_id, fields, entries, done, retried, version)
+
+    def take_progress(self, doc_id: str, token: str,
+                      hold_ms: int = 10_000) -> tuple[bool, DocState | None]:
+        """Take the document's progress-writer lock and read its state in one round trip."""
+        with _redis():
+            reply = self._take(keys=[f"{self.prefix}lock:progress:{doc_id}",
+                                     *self._keys(doc_id), self.version_key(doc_id)],
+                               args=[token, hold_ms])
+        if not reply[0]:
+            return False, None
+        _, fields, entries, done, retried, version = reply
+        return True, _doc_state(doc_id, _pairs(fields), _pairs(entries), done, _pairs(retried),
+                                version)
+
+    def give_progress(self, doc_id: str, token: str) -> int:
+        """Release the progress-writer lock (if still ours); the version now."""
+        with _redis():
+            return int(self._give(keys=[f"{self.prefix}lock:progress:{doc_id}",
+                                        self.version_key(doc_id)], args=[token]) or 0)
 
     def version(self, doc_id: str) -> int:
         with _redis():
