@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,18 +80,25 @@ def split(source: Path, ranges: list[tuple[int, int]], targets: list[Path]) -> N
         atomic.move(tmp, target)
 
 
+# PDFium is not thread-safe, not even for different documents: a threads worker pool (the one
+# for remote engines) ran pdfium calls at once and hung (found by the 300-page test). One
+# lock per process around every use; in prefork workers it is never contended.
+_PDFIUM = threading.RLock()
+
+
 @contextlib.contextmanager
 def _pdfium(path: Path) -> Iterator[pypdfium2.PdfDocument]:
-    try:
-        doc = pypdfium2.PdfDocument(path)
-    except pypdfium2.PdfiumError as exc:
-        if "password" in str(exc).lower():
-            raise EncryptedDocument("the PDF is encrypted and needs a password") from exc
-        raise CorruptDocument(f"the PDF cannot be read: {exc}") from exc
-    try:
-        yield doc
-    finally:
-        doc.close()
+    with _PDFIUM:
+        try:
+            doc = pypdfium2.PdfDocument(path)
+        except pypdfium2.PdfiumError as exc:
+            if "password" in str(exc).lower():
+                raise EncryptedDocument("the PDF is encrypted and needs a password") from exc
+            raise CorruptDocument(f"the PDF cannot be read: {exc}") from exc
+        try:
+            yield doc
+        finally:
+            doc.close()
 
 
 def page_texts(path: Path, indices: list[int]) -> list[str]:

@@ -41,3 +41,20 @@ def test_password_protected_and_damaged_pdfs_raise_our_errors() -> None:
     with pytest.raises(CorruptDocument):
         pdf.count_pages(RESOURCES / "qpdf-bad2.pdf", 100)
     assert pdf.count_pages(RESOURCES / "r5-empty-password.pdf", 100) == 1
+
+
+def test_text_extraction_from_many_threads_at_once_is_correct_and_does_not_hang(
+        tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from ocr_daemon.testing import make_text_pdf, page_text
+
+    files = [make_text_pdf(tmp_path / f"t{n}.pdf", [page_text(n * 10 + k) for k in range(10)])
+             for n in range(8)]
+    expected = {f: [page_text(n * 10 + k) for k in range(10)] for n, f in enumerate(files)}
+    with ThreadPoolExecutor(8) as pool:  # as a threads worker pool runs chunks
+        futures = {pool.submit(pdf.page_texts, f, list(range(10))): f for f in files * 25}
+        done, pending = wait(futures, timeout=60)
+        assert not pending, "pdfium calls from several threads hung"
+        for future in done:
+            assert future.result() == expected[futures[future]]
