@@ -13,7 +13,7 @@ from pathlib import Path
 from ocr_daemon import pdf
 from ocr_daemon.testing import make_text_pdf, page_text
 
-from .conftest import Env, Proc, RedisServer, read_json, wait_for
+from .conftest import Env, Proc, RedisServer, children, read_json, wait_for
 
 DOCS = 100
 SETTINGS = {
@@ -48,19 +48,6 @@ def start_workers(env: Env) -> list[Proc]:
                       module="ocr_daemon.testing")]
 
 
-def pool_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
 def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
                                                 tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis", persistent=True)
@@ -82,9 +69,9 @@ def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
         workers[0].kill_group()  # a whole prefork worker, main process and pool
         workers[0] = start_workers(env)[0]
         time.sleep(2)
-        children = pool_children(workers[0].pid)
-        if children:
-            os.kill(children[0], signal.SIGKILL)  # one pool process, mid-task
+        pool = children(workers[0].pid)
+        if pool:
+            os.kill(pool[0], signal.SIGKILL)  # one pool process, mid-task
         wait_for(lambda: done() >= 25, 120, what="a quarter done")
         redis.restart()  # from its append-only file
         workers[1].kill_group()  # a threads worker, while Redis is away

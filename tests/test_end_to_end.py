@@ -14,7 +14,7 @@ import pytest
 from ocr_daemon import pdf
 from ocr_daemon.testing import make_text_pdf, page_text
 
-from .conftest import RESOURCES, Env, read_json, wait_for
+from .conftest import RESOURCES, Env, alive, children, descendants, read_json, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -186,48 +186,17 @@ def test_files_waiting_at_start_are_taken(make_env: Callable[..., Env], tmp_path
         assert env.wait_result(f"early{n}")["pages"][0]["text"] == f"early {n}"
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
-def _descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(redis={"url": "embedded"})
     proc = env.run_daemon()
     env.drop(make_text_pdf(tmp_path / "kept.pdf", ["kept"]))
     env.wait_result("kept")
-    family = _descendants(proc.pid)
+    family = descendants(proc.pid)
     assert len(family) >= 3  # redis-server, the worker, its pool processes
     proc.signal(signal.SIGINT)
     assert proc.popen.wait(90) == 0
-    wait_for(lambda: not any(_alive(p) for p in family), 10, what="children to exit")
+    wait_for(lambda: not any(alive(p) for p in family), 10, what="children to exit")
     assert (env.tmp / "state" / "redis" / "appendonlydir").is_dir()
     assert not (env.tmp / "state" / "redis.url").exists()
     assert '"event": "stopped"' in proc.output()
@@ -237,11 +206,11 @@ def test_dead_worker_is_replaced_and_work_continues(make_env: Callable[..., Env]
                                                     tmp_path: Path) -> None:
     env = make_env()
     proc = env.run_daemon()
-    workers = [p for p in _children(proc.pid)
+    workers = [p for p in children(proc.pid)
                if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(workers) == 1
     os.kill(workers[0], signal.SIGKILL)
-    wait_for(lambda: [p for p in _children(proc.pid) if p != workers[0] and _alive(p)
+    wait_for(lambda: [p for p in children(proc.pid) if p != workers[0] and alive(p)
                       and b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()],
              15, what="a new worker")
     env.drop(make_text_pdf(tmp_path / "after.pdf", ["after the restart"]))

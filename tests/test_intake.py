@@ -70,16 +70,24 @@ def test_ignored_names_files_in_system_folders_and_odd_entries_are_left_alone(
     assert log.count('"not_a_regular_file"') == 2  # link and FIFO: logged once each
 
 
+@pytest.fixture(scope="module")
+def names_daemon(tmp_path_factory: pytest.TempPathFactory,
+                 redis_server: RedisServer) -> Iterator[Env]:
+    """One daemon for all the awkward names (each name has its own stem)."""
+    env = Env(tmp_path_factory.mktemp("names"), redis_server.url, "names:")
+    env.run_daemon()
+    yield env
+    env.close()
+
+
 @pytest.mark.parametrize("name", [
     "scan with spaces.pdf", "-leading-dash.pdf", "shell $(rm -rf) `x` ;&|'\"*?.pdf",
     unicodedata.normalize("NFC", "Überweisung café.pdf"),
     unicodedata.normalize("NFD", "Überweisung café NFD.pdf"),
     "日本語の書類.pdf", "x" * 246 + ".pdf",
 ])
-def test_awkward_names_work_end_to_end(make_env: Callable[..., Env], tmp_path: Path,
-                                       name: str) -> None:
-    env = make_env()
-    env.run_daemon()
+def test_awkward_names_work_end_to_end(names_daemon: Env, tmp_path: Path, name: str) -> None:
+    env = names_daemon
     env.drop(make_text_pdf(tmp_path / "a.pdf", ["awkward"]), name=name)
     stem = stem_candidates(name, "doc-00000000")[0]  # cut so that <stem>.progress.json fits
     assert stem == name[:-4] or len(os.fsencode(stem + ".progress.json")) == 255
