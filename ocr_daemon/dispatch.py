@@ -16,7 +16,7 @@ from .clock import iso
 from .docrecord import Doc
 from .errors import ServiceUnavailable
 from .finish import skip_duplicate
-from .layout import WatchPaths, release_stem
+from .layout import TRASH_PREFIX, WatchPaths, release_stem
 from .manifest import Manifest
 from .runtime import Runtime
 from .state import QUEUED
@@ -82,17 +82,22 @@ class Dispatcher:
             self.store.set_doc(manifest.doc_id, state=QUEUED, watch=paths.name,
                                name=manifest.name, stem=manifest.stem, task_id=task_id,
                                created_at=manifest.claimed_at)
-            self.send(paths.name, manifest.doc_id, task_id)
+            # Written before the send (a fast worker may end the document and remove its
+            # record right after it), taken back if the send fails. Not fsynced: a record
+            # lost in a crash only means the sweep sends it again.
+            atomic.write_json(dp.dispatch, {
+                "task_id": task_id,
+                "queued_at": iso(self.clock.time()),
+                "attempts": previous.get("attempts", 0) + 1,
+            }, create_parents=False, durable=False)
+            try:
+                self.send(paths.name, manifest.doc_id, task_id)
+            except ServiceUnavailable:
+                dp.dispatch.unlink(missing_ok=True)
+                raise
         except ServiceUnavailable as exc:
             logger.warning("queue_postponed", reason=exc.message)
             return False
-        # Not fsynced: after a crash a lost record only means the sweep sends it again. The
-        # progress file already says queued (written when the stem was reserved).
-        atomic.write_json(dp.dispatch, {
-            "task_id": task_id,
-            "queued_at": iso(self.clock.time()),
-            "attempts": previous.get("attempts", 0) + 1,
-        }, create_parents=False, durable=False)
         logger.info("document_queued", name=manifest.name, task_id=task_id)
         metrics.pickup(self.store, paths.name, seen_at, self.clock.time())
         return True
@@ -108,8 +113,13 @@ class Dispatcher:
     def sweep(self, paths: WatchPaths) -> int:
         """Queue every claim in processing/ that was never queued; tidy abandoned claims."""
         queued = 0
+        for trash in paths.processing.glob(f"{TRASH_PREFIX}*"):  # a deletion cut short
+            shutil.rmtree(trash, ignore_errors=True)
         for entry in paths.doc_dirs():
             dp = paths.doc(entry.name)
+            if not dp.manifest.exists() and not dp.source.exists():
+                _drop_abandoned(paths, entry)  # what a kill left of a record being deleted
+                continue
             if dp.dispatch.exists() or dp.outcome.exists():
                 continue
             if not dp.source.exists():

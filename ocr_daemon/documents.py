@@ -6,7 +6,7 @@ from . import log
 from .clock import iso
 from .docrecord import Doc, ensure_live, init_chunks, publish
 from .errors import DocumentError
-from .finish import carry_out, fail_document
+from .finish import fail_document, resume
 from .manifest import Plan
 from .planning import make_plan
 from .runtime import Runtime
@@ -19,7 +19,7 @@ def start_document(rt: Runtime, doc: Doc, task_id: str | None) -> Plan | None:
     outcome = doc.outcome()
     plan = doc.plan()
     if outcome is not None:  # an ending was decided and interrupted: finish it
-        carry_out(rt, doc, plan, outcome)
+        resume(rt, doc, plan)
         return None
     ensure_live(rt, doc, plan)
     rt.store.set_doc(doc.doc_id, state=PROCESSING, task_id=task_id, waiting="",

@@ -7,7 +7,9 @@ the same files, never duplicates.
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,35 @@ from . import atomic, log, metrics, webhook
 from .clock import iso
 from .docrecord import Doc, error_file, pending_chunks, publish
 from .errors import ChunksFailed, OcrDaemonError
-from .layout import free_name
+from .layout import TRASH_PREFIX, free_name
 from .manifest import Plan
 from .progress import source_info
 from .runtime import Runtime
-from .state import CANCELLED, COMPLETED, FAILED
+from .state import CANCELLED, COMPLETED, FAILED, Lock
 
 RESULT_SCHEMA = "ocr-daemon/result/v1"
 ERROR_SCHEMA = "ocr-daemon/error/v1"
+
+
+# How long the lock on a document's ending lasts: far above an ending's few seconds, short
+# enough that a worker killed while holding it delays the document by a minute at most.
+ENDING_LOCK_SECONDS = 60.0
+
+
+def document_lock(rt: Runtime, doc: Doc) -> Lock:
+    """The lock every ending of ``doc`` (and its re-queueing) is decided and carried out under.
+    Waiting for it stays well inside the task's soft time limit; not getting it is retried."""
+    wait = min(ENDING_LOCK_SECONDS, rt.cfg.workers.soft_time_limit / 3)
+    return rt.store.lock(f"aggregate:{doc.doc_id}", timeout=ENDING_LOCK_SECONDS, wait=wait)
+
+
+def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:
+    """Carry out an ending that was decided and interrupted."""
+    with document_lock(rt, doc):
+        outcome = doc.outcome()
+        if not doc.dp.manifest.exists() or outcome is None:
+            return "gone"
+        return carry_out(rt, doc, plan, outcome)
 
 
 class ChunksMissing(Exception):
@@ -71,7 +94,7 @@ def _document_error(plan: Plan, errors: list[dict[str, Any]]) -> dict[str, Any]:
 
 def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
     """Decide the ending from the chunk files on disk, then carry it out (under a lock)."""
-    with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
+    with document_lock(rt, doc):
         if not doc.dp.manifest.exists():
             return "gone"
         outcome = doc.outcome()
@@ -93,7 +116,7 @@ def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
 def fail_document(rt: Runtime, doc: Doc, exc: OcrDaemonError, plan: Plan | None = None,
                   state: str = FAILED) -> str:
     """End a document as failed (or cancelled) with ``exc`` as its reason."""
-    with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
+    with document_lock(rt, doc):
         if not doc.dp.manifest.exists():
             return "gone"
         outcome = doc.outcome() or decide(rt, doc, state, error=exc.to_dict(),
@@ -126,7 +149,7 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
         _complete(rt, doc, plan, outcome)
     else:
         _fail(rt, doc, plan, outcome)
-    shutil.rmtree(doc.dp.dir, ignore_errors=True)
+    _remove_record(doc.dp.dir)
     log.get(doc_id=doc.doc_id, watch=doc.watch.name).info(
         "document_" + state, original_to=outcome["original_to"],
         error=(outcome.get("error") or {}).get("code"))
@@ -138,7 +161,7 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
 def skip_duplicate(rt: Runtime, doc: Doc, earlier: dict[str, Any]) -> str:
     """`duplicates: skip`: the original is archived unprocessed; its sidecars name the earlier
     document whose results already exist."""
-    with rt.store.lock(f"aggregate:{doc.doc_id}", timeout=300):
+    with document_lock(rt, doc):
         outcome = doc.outcome() or decide(rt, doc, COMPLETED, duplicate_of=earlier)
         return carry_out(rt, doc, None, outcome)
 
@@ -163,6 +186,24 @@ def _skip(rt: Runtime, doc: Doc, outcome: dict[str, Any]) -> None:
         "warnings": [f"duplicate of document {earlier['doc_id']} (results: "
                      f"{earlier['result']}): not processed again"],
     })
+
+
+def _remove_record(record: Path) -> None:
+    """Remove processing/<doc_id>/ in one step: renamed away first (a worker killed in the
+    middle of deleting it must not leave half a record behind), then deleted; housekeeping
+    finishes a deletion that was cut short."""
+    trash = record.parent / f"{TRASH_PREFIX}{record.name}"
+    try:
+        os.rename(record, trash)
+    except FileNotFoundError:
+        return  # removed by an earlier run of these steps
+    except OSError:
+        trash = record  # renaming refused (a late writer's file in it): delete in place
+    for _ in range(5):
+        shutil.rmtree(trash, ignore_errors=True)
+        if not trash.exists():
+            return
+        time.sleep(0.05)
 
 
 def _move_original(doc: Doc, outcome: dict[str, Any]) -> None:

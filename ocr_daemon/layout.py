@@ -12,6 +12,7 @@ from .config import WatchConfig
 from .errors import ConfigError
 
 FOLDERS = ("inbox", "processing", "outbox", "failed", "archive")
+TRASH_PREFIX = ".ocrd-removed-"  # a record being deleted (hidden: not a document)
 NAME_MAX = 255
 LONGEST_SUFFIX = ".progress.json"
 
@@ -52,7 +53,7 @@ class WatchPaths:
         """The document records in processing/, oldest id first (symlinks never followed)."""
         try:
             return sorted(p for p in self.processing.iterdir()
-                          if p.is_dir() and not p.is_symlink())
+                          if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
         except OSError:
             return []
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -20,7 +21,7 @@ from . import atomic, broker, celery_app, log
 from .clock import Clock, iso
 from .docrecord import Doc, ensure_live
 from .errors import OcrDaemonError, ServiceUnavailable, Stalled
-from .finish import fail_document
+from .finish import document_lock, fail_document
 from .layout import WatchPaths
 from .manifest import Manifest
 from .runtime import Runtime
@@ -91,15 +92,10 @@ class Reaper:
         for doc in candidates:
             if doc.doc_id in alive:
                 continue
-            lock = self.rt.store.lock(f"reap:{doc.doc_id}", timeout=60)
-            if not lock.acquire(blocking=False):
-                continue  # another watcher is reaping it
             try:
                 done += self._reap_one(doc)
             except OcrDaemonError as exc:
                 log.get(doc_id=doc.doc_id).warning("reap_failed", **exc.to_dict())
-            finally:
-                lock.release()
         return done
 
     def _restore_stranded(self) -> None:
@@ -123,24 +119,41 @@ class Reaper:
                               tasks=[u.task_id for u in stranded])
 
     def _reap_one(self, doc: Doc) -> int:
-        record = atomic.read_json(doc.dp.dispatch)
-        attempts = int(record.get("attempts", 1))
+        """Re-queue under the document's ending lock (a worker may be ending it right now);
+        past the cap, fail it (fail_document takes that lock itself)."""
+        lock = document_lock(self.rt, doc)
+        if not lock.acquire(blocking=False):
+            return 0  # another watcher is reaping it, or a worker is ending it
+        try:
+            if not doc.dp.manifest.exists():
+                return 0  # it ended meanwhile
+            record = atomic.read_json(doc.dp.dispatch)
+            attempts = int(record.get("attempts", 1))
+            if attempts < self.rt.cfg.max_document_attempts:
+                self._requeue(doc, record, attempts)
+                return 1
+        finally:
+            lock.release()
+        stall = self.rt.cfg.stall_timeout
+        log.get(doc_id=doc.doc_id, watch=doc.watch.name, attempts=attempts).error(
+            "document_stalled_giving_up")
+        fail_document(self.rt, doc, Stalled(
+            f"no progress for {stall:.0f} s, {attempts} times: its work was lost each "
+            "time (a worker crashing on it, or Redis losing its queues)"), doc.plan())
+        return 1
+
+    def _requeue(self, doc: Doc, record: dict[str, Any], attempts: int) -> None:
         logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, attempts=attempts)
         stall = self.rt.cfg.stall_timeout
-        if attempts >= self.rt.cfg.max_document_attempts:
-            logger.error("document_stalled_giving_up")
-            fail_document(self.rt, doc, Stalled(
-                f"no progress for {stall:.0f} s, {attempts} times: its work was lost each "
-                "time (a worker crashing on it, or Redis losing its queues)"), doc.plan())
-            return 1
         ensure_live(self.rt, doc, doc.plan())
         task_id = str(uuid.uuid4())
-        self.rt.store.set_doc(doc.doc_id, task_id=task_id, requeued_at=iso(self.clock.time()))
-        self.requeue(doc.watch.name, doc.doc_id, task_id)
+        # Recorded before the send, never creating the record again: the task may run and
+        # end the document (removing its record) before a write after the send.
         atomic.write_json(doc.dp.dispatch, {
             **record, "task_id": task_id, "queued_at": iso(self.clock.time()),
             "attempts": attempts + 1,
-        })
+        }, create_parents=False)
+        self.rt.store.set_doc(doc.doc_id, task_id=task_id, requeued_at=iso(self.clock.time()))
+        self.requeue(doc.watch.name, doc.doc_id, task_id)
         logger.warning("document_requeued", reason=f"no progress for {stall:.0f} s",
                        task_id=task_id)
-        return 1

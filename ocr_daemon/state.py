@@ -200,10 +200,11 @@ class StateStore:
     def recent_key(self) -> str:
         return f"{self.prefix}recent"
 
-    def lock(self, name: str, timeout: float = 30.0) -> Lock:
-        """A Redis lock that expires after ``timeout`` s (a crashed holder never blocks)."""
+    def lock(self, name: str, timeout: float = 30.0, wait: float | None = None) -> Lock:
+        """A Redis lock that expires after ``timeout`` s (a killed holder blocks no one for
+        longer); taking it waits at most ``wait`` s (default: ``timeout``)."""
         return Lock(self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout,
-                                blocking_timeout=timeout, sleep=0.01))
+                                blocking_timeout=timeout if wait is None else wait, sleep=0.01))
 
     def done_key(self, doc_id: str) -> str:
         return f"{self.prefix}doc:{doc_id}:done"
