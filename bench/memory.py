@@ -117,7 +117,8 @@ def redis_bytes_per_document(pages: int, count: int, planned: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pages", type=int, default=2000)
-    parser.add_argument("--docs", type=int, default=20, help="documents held in flight")
+    parser.add_argument("--docs", type=int, default=40,
+                        help="documents held in flight (more: Redis table resizes matter less)")
     args = parser.parse_args()
     peak, seconds = peak_worker_rss(args.pages)
     queued = {p: redis_bytes_per_document(p, args.docs, False) for p in (10, 200, args.pages)}

@@ -18,7 +18,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("pickup.py", ["--files", "100", "--bulk", "1000"], ["--files", "20", "--bulk", "200"]),
     ("throughput.py", ["--docs", "1000"], ["--docs", "150"]),
     ("fanout.py", ["--pages", "200"], ["--pages", "200", "--per-page", "0.1"]),
-    ("memory.py", ["--pages", "2000", "--docs", "10"], ["--pages", "400", "--docs", "4"]),
+    ("memory.py", ["--pages", "2000", "--docs", "40"], ["--pages", "400", "--docs", "10"]),
     ("overhead.py", ["--docs", "500"], ["--docs", "100"]),
     ("tesseract_vs_ocrmypdf.py", ["--rounds", "2"], ["--rounds", "1"]),
 ]
