@@ -20,11 +20,15 @@ def temp_name() -> str:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make the folder's entries (creations, renames, removals) durable."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _storage_error("sync the folder", path, exc) from exc
 
 
 def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
@@ -45,15 +49,7 @@ def write_bytes(path: Path, data: bytes, create_parents: bool = True,
     try:
         if create_parents:
             path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_new(tmp, data, durable)
         os.replace(tmp, path)
         if durable and sync_dir:
             fsync_dir(path.parent)
@@ -81,20 +77,50 @@ def read_json(path: Path) -> Any:
 
 
 def create_exclusive(path: Path, data: bytes, durable: bool = True) -> bool:
-    """Create ``path`` only if it does not exist; False when another holds it."""
+    """Create ``path`` whole, only if it does not exist; False when another holds it.
+
+    The data goes to a temp file that is then hard-linked to ``path``: the link fails when
+    ``path`` exists, and a reader never sees the file empty or half written. Where the
+    filesystem has no hard links (some SMB and FUSE mounts), the file is created with
+    O_EXCL and written in place instead.
+    """
+    tmp = path.parent / temp_name()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
+        _write_new(tmp, data, durable)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            if not _create_in_place(path, data, durable):
+                return False
     except OSError as exc:
         raise _storage_error("create", path, exc) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    if durable:
+        fsync_dir(path.parent)
+    return True
+
+
+def _write_new(path: Path, data: bytes, durable: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _create_in_place(path: Path, data: bytes, durable: bool) -> bool:
+    try:
+        _write_new(path, data, durable)
+    except FileExistsError:
+        return False
     return True
 
 

@@ -131,9 +131,15 @@ class ProgressPublisher:
 
     @staticmethod
     def _write(out: Outputs, data: dict[str, Any]) -> None:
+        """Live states are written without fsync (rewritten after a crash); a terminal one
+        is fsynced, since nothing rewrites it. Its folder is fsynced by the result or error
+        file written next to it."""
         if data["state"] in TERMINAL - {COMPLETED}:
-            atomic.write_json(out.failed_progress, data, durable=False)
+            atomic.write_json(out.failed_progress, data, sync_dir=False)
             with contextlib.suppress(FileNotFoundError):
                 out.progress.unlink()
+                atomic.fsync_dir(out.progress.parent)  # the live file must not come back
+        elif data["state"] == COMPLETED:
+            atomic.write_json(out.progress, data, sync_dir=False)
         else:
             atomic.write_json(out.progress, data, durable=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ocr_daemon import atomic
 from ocr_daemon.config import WatchConfig
 from ocr_daemon.layout import WatchPaths, free_name, reserve_stem, split_name, stem_candidates
 
@@ -48,3 +49,13 @@ def test_free_name_never_returns_an_existing_file(tmp_path: Path) -> None:
     (tmp_path / "a.pdf").write_text("x")
     assert free_name(tmp_path, "a.pdf", "doc-12345678") == tmp_path / "a-12345678.pdf"
     assert free_name(tmp_path, "b.pdf", "doc-12345678") == tmp_path / "b.pdf"
+
+
+def test_create_exclusive_makes_the_file_whole_once_and_leaves_no_temp_file(
+        tmp_path: Path) -> None:
+    target = tmp_path / "out" / "scan.progress.json"
+    assert atomic.create_exclusive(target, b'{"state": "queued"}\n', durable=False)
+    assert not atomic.create_exclusive(target, b'{"state": "other"}\n')
+    assert target.read_bytes() == b'{"state": "queued"}\n'
+    assert os.stat(target).st_nlink == 1  # the temp name it was linked from is gone
+    assert sorted(p.name for p in target.parent.iterdir()) == ["scan.progress.json"]
