@@ -87,8 +87,9 @@ def _document_error(plan: Plan, errors: list[dict[str, Any]]) -> dict[str, Any]:
     error = ChunksFailed(
         f"{len(errors)} of {len(plan.chunks)} chunks failed; first, pages {pages[0]}-{pages[1]}: "
         f"{first['message']}", hint=first.get("hint")).to_dict()
-    if len({e["error"]["code"] for e in errors}) == 1:
+    if len({e["error"]["code"] for e in errors}) == 1:  # the chunks' own code says more
         error["code"] = first["code"]
+        error["retryable"] = all(e["error"].get("retryable") for e in errors)
     return error
 
 

@@ -114,6 +114,7 @@ def test_failed_chunk_fails_the_document_and_keeps_partial_text(
     env.drop(pages_pdf(tmp_path / "broken.pdf", 30))
     error = env.wait_error("broken", timeout=60)
     assert error["error"]["code"] == "page_failed"
+    assert error["error"]["retryable"] is False  # the page fails the same way every time
     assert "1 of 3 chunks failed" in error["error"]["message"]
     assert [(e["index"], e["pages"]) for e in error["chunk_errors"]] == [(1, [11, 20])]
     assert "injected permanent failure on page 15" in error["chunk_errors"][0]["error"]["message"]
@@ -135,6 +136,18 @@ def test_partial_policy_completes_with_missing_pages_in_warnings(
     assert missing == list(range(11, 21))
     assert any(w.startswith("pages 11-20 missing") for w in result["warnings"])
     assert read_json(env.outbox / "gappy.progress.json")["state"] == "completed"
+
+
+def test_chunks_out_of_retries_fail_the_document_as_retryable_under_their_code(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env(watch=CHUNKED, workers={"max_retries": 1})
+    slow_stack(env, 0.0, "--transient-failures", "5")
+    env.drop(pages_pdf(tmp_path / "outage.pdf", 20))
+    error = env.wait_error("outage", timeout=60)
+    assert len(error["chunk_errors"]) == 2
+    assert {e["error"]["code"] for e in error["chunk_errors"]} == {error["error"]["code"]}
+    assert error["error"]["retryable"] is True  # `ocr-daemon retry` may well succeed later
+    assert "2 of 2 chunks failed" in error["error"]["message"]
 
 
 def test_transient_failures_are_retried_with_backoff(make_env: Callable[..., Env],
