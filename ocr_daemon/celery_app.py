@@ -60,9 +60,11 @@ def configure(cfg: Config, url: str | None = None) -> Celery:
         worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        # Workers send task events (Flower, `celery events`); the sender's extra
-        # "task-sent" event is not sent: it cost a Redis round trip per queued document.
-        worker_send_task_events=True,
+        # No task events unless a monitor asks: they cost the consumer about 2 ms of CPU per
+        # document (bench/overhead.py). Flower turns them on when it starts (its
+        # enable_events option); `celery control enable_events` for `celery events`.
+        # Worker heartbeats are sent either way (they drive WATCHDOG=1).
+        worker_send_task_events=False,
         enable_utc=True,
     )
     return app
