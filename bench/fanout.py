@@ -73,10 +73,10 @@ def main() -> None:
                   f"{split:.3f} | {ideal:.2f} | {chunked:.2f} | {chunked / ideal:.2f} | "
                   f"{unchunked:.1f} | {unchunked / chunked:.1f} |", flush=True)
             rows += [
-                (f"fan-out, {args.pages} pages in {len(ranges)} chunks, {latency:.0f} s per "
+                (f"fan-out, {args.pages} pages in {len(ranges)} chunks, {latency:g} s per "
                  f"chunk: wall / ideal ({chunked:.2f} / {ideal:.2f} s)",
                  f"{chunked / ideal:.2f} x", "<= 1.15 x", chunked / ideal <= 1.15),
-                (f"fan-out, {latency:.0f} s per chunk: speed-up against unchunked",
+                (f"fan-out, {latency:g} s per chunk: speed-up against unchunked",
                  f"{unchunked / chunked:.1f} x", ">= 15 x", unchunked / chunked >= 15),
             ]
     emit(rows)

@@ -15,12 +15,12 @@ from rows import PREFIX
 BENCH = ROOT / "bench"
 # (script, arguments in full mode, arguments with --quick)
 PLAN: list[tuple[str, list[str], list[str]]] = [
-    ("pickup.py", ["--files", "100", "--bulk", "1000"], ["--files", "20", "--bulk", "200"]),
-    ("throughput.py", ["--docs", "1000"], ["--docs", "150"]),
-    ("fanout.py", ["--pages", "200"], ["--pages", "200", "--per-page", "0.1"]),
-    ("memory.py", ["--pages", "2000", "--docs", "40"], ["--pages", "400", "--docs", "10"]),
-    ("overhead.py", ["--docs", "500"], ["--docs", "100"]),
-    ("tesseract_vs_ocrmypdf.py", ["--rounds", "2"], ["--rounds", "1"]),
+    ("pickup.py", ["--files", "100", "--bulk", "1000"], ["--files", "10", "--bulk", "100"]),
+    ("throughput.py", ["--docs", "1000"], ["--docs", "100"]),
+    ("fanout.py", ["--pages", "200"], ["--pages", "100", "--per-page", "0.05"]),
+    ("memory.py", ["--pages", "2000", "--docs", "40"], ["--pages", "200", "--docs", "5"]),
+    ("overhead.py", ["--docs", "500"], ["--docs", "60"]),
+    ("tesseract_vs_ocrmypdf.py", ["--rounds", "2"], ["--rounds", "1", "--quick"]),
 ]
 
 
@@ -43,8 +43,10 @@ def main() -> None:
     started = time.monotonic()
     table: list[list[object]] = []
     for script, full, quick in PLAN:
-        print(f"running {script} ...", file=sys.stderr, flush=True)
+        print(f"running {script} ...", file=sys.stderr, end=" ", flush=True)
+        began = time.monotonic()
         rows, output = run(script, quick if args.quick else full)
+        print(f"{time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
         table += rows
         if args.verbose:
             print(output, file=sys.stderr)
