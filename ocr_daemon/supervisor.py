@@ -151,7 +151,8 @@ class WorkersReady:
     def _poll(self) -> None:
         while not self.done.is_set():
             try:
-                replies = celery_app.app.control.ping(timeout=1.0)
+                # limit: return as soon as every worker answered, not after the timeout
+                replies = celery_app.app.control.ping(timeout=0.5, limit=self.expected)
             except Exception:  # boundary: the broker may not be reachable yet
                 replies = []
             if len(replies) >= self.expected:
