@@ -133,13 +133,12 @@ class ProgressPublisher:
     def _write(out: Outputs, data: dict[str, Any]) -> None:
         """Live states are written without fsync (rewritten after a crash); a terminal one
         is fsynced, since nothing rewrites it. Its folder is fsynced by the result or error
-        file written next to it."""
-        if data["state"] in TERMINAL - {COMPLETED}:
-            atomic.write_json(out.failed_progress, data, sync_dir=False)
+        file written next to it. A failed or cancelled document's file moves to failed/."""
+        terminal = data["state"] in TERMINAL
+        moves = terminal and data["state"] != COMPLETED
+        atomic.write_json(out.failed_progress if moves else out.progress, data,
+                          durable=terminal, sync_dir=False)
+        if moves:
             with contextlib.suppress(FileNotFoundError):
                 out.progress.unlink()
                 atomic.fsync_dir(out.progress.parent)  # the live file must not come back
-        elif data["state"] == COMPLETED:
-            atomic.write_json(out.progress, data, sync_dir=False)
-        else:
-            atomic.write_json(out.progress, data, durable=False)

@@ -332,10 +332,6 @@ class StateStore:
             return int(self._give(keys=[f"{self.prefix}lock:progress:{doc_id}",
                                         self.version_key(doc_id)], args=[token]) or 0)
 
-    def version(self, doc_id: str) -> int:
-        with _redis():
-            return int(self.r.get(self.version_key(doc_id)) or 0)
-
     def active(self) -> list[str]:
         with _redis():
             return list(self.r.zrange(self.active_key, 0, -1))

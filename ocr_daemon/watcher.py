@@ -35,6 +35,8 @@ from .writers import open_for_writing
 TICK_SECONDS = 0.1
 CLAIM_THREADS = 8
 MOVE_PAIRING_SECONDS = 0.05
+SWEEP_SECONDS = 10.0
+TIDY_SECONDS = 600.0
 
 
 def prompt_move_events() -> None:
@@ -44,8 +46,6 @@ def prompt_move_events() -> None:
     pickup p50 was 1.6 s with settle_seconds 1.0, and 1.05 s with this. The two halves of one
     rename arrive together; 50 ms is plenty to pair them."""
     InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
-SWEEP_SECONDS = 10.0
-TIDY_SECONDS = 600.0
 
 
 class _Events(FileSystemEventHandler):
