@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import Env, RedisServer, read_json, wait_for  # noqa: E402
 
-__all__ = ["Env", "RedisServer", "machine", "read_json", "stack", "wait_for"]
+__all__ = ["Env", "RedisServer", "drop_all", "machine", "process_group", "read_json",
+           "small_documents", "stack", "wait_for", "wait_results"]
 
 
 def machine() -> str:
@@ -61,3 +62,37 @@ def timed_result(env: Env, stem: str, timeout: float = 600) -> tuple[dict[str, A
     start = time.monotonic()
     result = env.wait_result(stem, timeout=timeout)
     return result, time.monotonic() - start
+
+
+@contextmanager
+def small_documents(inputs: list[Path], settle: float = 0.3
+                    ) -> Iterator[tuple[Env, RedisServer, Path]]:
+    """A stack for one-page text PDFs (engine pdftext, a worker process per CPU), with the
+    inputs hard-linked into a staging folder beside the inbox: `drop_all` is then one
+    rename per file, the way a careful client drops them."""
+    with stack(watch={"engine": "pdftext", "settle_seconds": settle},
+               workers={"concurrency": os.cpu_count() or 2},
+               logging={"level": "warning", "format": "json"}) as (env, redis):
+        staging = env.root / "staging"
+        staging.mkdir()
+        for source in inputs:
+            os.link(source, staging / source.name)
+        yield env, redis, staging
+
+
+def drop_all(env: Env, staging: Path) -> None:
+    for path in sorted(staging.iterdir()):
+        os.rename(path, env.inbox / path.name)
+
+
+def wait_results(env: Env, count: int, timeout: float = 900) -> None:
+    """Until ``count`` result files (`<stem>.json`, the last file of each) are in outbox."""
+    wait_for(lambda: sum(1 for p in env.outbox.glob("*.json")
+                         if not p.name.endswith(".progress.json")) == count,
+             timeout, interval=0.2, what="all results")
+
+
+def process_group(pid: int) -> list[str]:
+    """The pids of ``pid``'s process group (`ocr-daemon run` and its workers)."""
+    return subprocess.run(["pgrep", "-g", str(os.getpgid(pid))], capture_output=True,
+                          text=True, check=False).stdout.split()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, machine, stack, wait_for
+from harness import ROOT, drop_all, machine, process_group, small_documents, wait_for, wait_results
 from rows import emit
 from throughput import make_inputs
 
@@ -58,31 +57,20 @@ def measure(inputs: list[Path], folder: Path
             ) -> tuple[Counter[str], Counter[str], float, float, float]:
     """CPU seconds by role (orchestration, total), Redis server CPU, wall seconds, and the
     client CPU of one Redis round trip."""
-    docs = len(inputs)
     extra = {"OCRD_BENCH_CPU": str(folder),
              "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK),
                                                           os.environ.get("PYTHONPATH")]))}
-    with stack(watch={"engine": "pdftext", "settle_seconds": 0.3},
-               workers={"concurrency": os.cpu_count() or 2},
-               logging={"level": "warning", "format": "json"}) as (env, redis):
-        staging = env.root / "staging"
-        staging.mkdir()
-        for source in inputs:
-            os.link(source, staging / source.name)
+    with small_documents(inputs) as (env, redis, staging):
         proc = env.run_daemon(extra_env=extra)
         time.sleep(2.0)  # every process started and idle
-        pids = subprocess.run(["pgrep", "-g", str(os.getpgid(proc.pid))], capture_output=True,
-                              text=True, check=False).stdout.split()
+        pids = process_group(proc.pid)
         client = redis.client()
         (folder / "reset").touch()
         time.sleep(0.5)
         before = client.info("cpu")
         started = time.perf_counter()
-        for p in sorted(staging.iterdir()):
-            os.rename(p, env.inbox / p.name)
-        wait_for(lambda: sum(1 for p in env.outbox.glob("t*.json")
-                             if not p.name.endswith(".progress.json")) == docs,
-                 900, interval=0.2, what="all results")
+        drop_all(env, staging)
+        wait_results(env, len(inputs))
         wall = time.perf_counter() - started
         after = client.info("cpu")
         trip = round_trip_cpu(client)

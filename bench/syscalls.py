@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import machine, stack, wait_for
+from harness import drop_all, machine, process_group, small_documents, wait_results
 from throughput import make_inputs, sequential
 
 CALLS = ("fsync", "openat", "rename", "mkdir", "unlinkat", "write", "read", "sendto",
@@ -42,28 +42,17 @@ def strace(pids: list[str], report: Path) -> subprocess.Popen[bytes]:
 
 def daemon(inputs: list[Path], report: Path) -> dict[str, float]:
     docs = len(inputs)
-    with stack(watch={"engine": "pdftext", "settle_seconds": 0.3},
-               workers={"concurrency": os.cpu_count() or 2},
-               logging={"level": "warning", "format": "json"}) as (env, redis):
-        staging = env.root / "staging"
-        staging.mkdir()
-        for source in inputs:
-            os.link(source, staging / source.name)
+    with small_documents(inputs) as (env, redis, staging):
         proc = env.run_daemon()
         time.sleep(2.0)  # workers forked and idle: every process exists before strace attaches
-        group = str(os.getpgid(proc.pid))
-        pids = subprocess.run(["pgrep", "-g", group], capture_output=True, text=True,
-                              check=False).stdout.split()
+        pids = process_group(proc.pid)
         redis_pid = str(redis.client().info("server")["process_id"])
         client = redis.client()
         client.config_resetstat()
         tracer = strace([p for p in pids if p != redis_pid], report)
         time.sleep(1.0)
-        for p in sorted(staging.iterdir()):
-            os.rename(p, env.inbox / p.name)
-        wait_for(lambda: sum(1 for p in env.outbox.glob("t*.json")
-                             if not p.name.endswith(".progress.json")) == docs,
-                 600, interval=0.2, what="all results")
+        drop_all(env, staging)
+        wait_results(env, docs)
         time.sleep(0.5)
         tracer.terminate()
         tracer.wait(30)

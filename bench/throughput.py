@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import machine, stack, wait_for
+from harness import drop_all, machine, small_documents, wait_results
 from rows import emit
 
 from ocr_daemon import atomic, pdf
@@ -42,21 +42,11 @@ def sequential(inputs: list[Path], out: Path) -> float:
 
 def daemon(inputs: list[Path], settle: float) -> float:
     """Seconds from the drop of all files to the last result, through `ocr-daemon run`."""
-    with stack(watch={"engine": "pdftext", "settle_seconds": settle},
-               workers={"concurrency": os.cpu_count() or 2},
-               logging={"level": "warning", "format": "json"}) as (env, _redis):
-        staging = env.root / "staging"
-        staging.mkdir()
-        for source in inputs:
-            os.link(source, staging / source.name)
+    with small_documents(inputs, settle) as (env, _redis, staging):
         env.run_daemon()
-        done = env.outbox
         started = time.perf_counter()
-        for p in sorted(staging.iterdir()):
-            os.rename(p, env.inbox / p.name)
-        wait_for(lambda: sum(1 for p in done.glob("t*.json")
-                             if not p.name.endswith(".progress.json")) == len(inputs),
-                 900, interval=0.2, what="all results")
+        drop_all(env, staging)
+        wait_results(env, len(inputs))
         return time.perf_counter() - started
 
 
