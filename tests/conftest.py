@@ -296,14 +296,29 @@ class Env:
         return target
 
     def wait_result(self, stem: str, timeout: float = 30.0, sub: str = "") -> dict[str, Any]:
-        path = self.outbox / sub / f"{stem}.json"
-        wait_for(path.exists, timeout, what=f"{path}")
-        return dict(read_json(path))
+        return self._wait_file(self.outbox / sub / f"{stem}.json", timeout)
 
     def wait_error(self, stem: str, timeout: float = 30.0, sub: str = "") -> dict[str, Any]:
-        path = self.failed / sub / f"{stem}.error.json"
-        wait_for(path.exists, timeout, what=f"{path}")
+        return self._wait_file(self.failed / sub / f"{stem}.error.json", timeout)
+
+    def _wait_file(self, path: Path, timeout: float) -> dict[str, Any]:
+        """The JSON file once it exists; on a timeout, where things stand (for CI logs)."""
+        try:
+            wait_for(path.exists, timeout, what=f"{path}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.situation()}") from None
         return dict(read_json(path))
+
+    def situation(self, log_lines: int = 40) -> str:
+        """The outbox, failed and processing folders, and the end of every process's log."""
+        parts = []
+        for folder in (self.outbox, self.failed, self.processing):
+            names = sorted(str(p.relative_to(self.root)) for p in folder.rglob("*"))
+            parts.append(f"{folder.name}/: {names[:50]}")
+        for proc in self.procs:
+            tail = proc.output().splitlines()[-log_lines:]
+            parts.append(f"--- {proc.log_path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def close(self) -> None:
         # The test has checked what it wanted: no graceful stop needed (tests of stopping
