@@ -25,7 +25,6 @@ from .finish import document_lock, fail_document
 from .layout import WatchPaths
 from .manifest import Manifest
 from .runtime import Runtime
-from .state import PROCESSING
 
 # An unacknowledged message younger than this may not be registered in its worker yet.
 STRANDED_AFTER = 10.0
@@ -66,9 +65,10 @@ class Reaper:
                 continue
             live = self.rt.store.get(doc.doc_id)
             live_ts = float(live.fields.get("updated_ts", 0)) if live else None
+            # A chunk still running is not judged here: its message is held unacknowledged
+            # by its worker, which reap() sees. A chunk left "processing" in Redis with no
+            # message anywhere (Redis restarted under it) is lost work like any other.
             limit = cfg.stall_timeout if stall is None else stall
-            if live and any(c.state == PROCESSING for c in live.chunks):
-                limit = max(limit, cfg.workers.time_limit + 30)  # a long chunk is running
             if now - last_activity(doc, live_ts) > limit:
                 found.append(doc)
         return found
