@@ -10,7 +10,7 @@ import os
 from celery import Celery
 from kombu import Queue
 
-from . import redis_conn
+from . import broker_transport, redis_conn
 from .config import CONFIG_ENV, Config, load
 
 QUEUES = ("documents", "chunks", "default")
@@ -20,6 +20,7 @@ ROUTES = {
     "ocr_daemon.process_chunk": {"queue": "chunks"},
 }
 
+broker_transport.install()
 app = Celery("ocr_daemon", include=["ocr_daemon.tasks"])
 _config: Config | None = None
 
