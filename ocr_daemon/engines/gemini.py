@@ -30,7 +30,7 @@ from ..errors import EngineUnavailable, PageFailed
 from ..ratelimit import RateLimiter
 from . import gemini_prompt
 from .base import Extraction, Page, PageRequest, PageText
-from .gemini_api import Answer, GeminiApi, Variant
+from .gemini_exchange import Answer, Variant
 from .gemini_guard import KEY_HINT, Guard, fingerprint
 from .gemini_media import Media, estimate_tokens, media_for
 from .gemini_send import Budget, Sender
@@ -146,4 +146,6 @@ def create(ctx: EngineContext) -> Engine:
         ctx.redis, ctx.prefix, f"gemini/{settings.model}",
         requests_per_minute=settings.requests_per_minute,
         tokens_per_minute=settings.tokens_per_minute, window=settings.rate_window)
+    from .gemini_api import GeminiApi  # the SDK, imported only where the engine is built
+
     return GeminiEngine(settings, Sender(GeminiApi(key, settings), guard, limiter, settings))

@@ -13,7 +13,6 @@ import io
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from google import genai
@@ -30,6 +29,7 @@ from ..errors import (
     RateLimited,
     ServerError,
 )
+from .gemini_exchange import Answer, Variant
 from .gemini_media import Media, request_bytes
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -55,22 +55,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 TRANSPORT_ERRORS = _transport_errors()
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Generation settings of one try; retries after a refusal vary them."""
-
-    temperature: float = 0.0
-    seed: int | None = None
-    relaxed: bool = False  # safety filters off: the user's own document, transcribed
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str
-    finish: str  # STOP, MAX_TOKENS, RECITATION, SAFETY, ... or BLOCKED_<reason>
-    prompt_tokens: int | None = None
 
 
 def parse_duration(value: Any) -> float | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .. import log, metrics
 from ..config import GeminiConfig
@@ -31,9 +32,12 @@ from ..errors import (
 )
 from ..ratelimit import RateLimiter
 from ..retrying import backoff
-from .gemini_api import Answer, GeminiApi, Variant
+from .gemini_exchange import Answer, Variant
 from .gemini_guard import Guard, seconds_to_daily_reset
 from .gemini_media import Media
+
+if TYPE_CHECKING:
+    from .gemini_api import GeminiApi
 
 
 class Budget:
