@@ -62,7 +62,7 @@ def measure(inputs: list[Path], folder: Path
                                                           os.environ.get("PYTHONPATH")]))}
     with small_documents(inputs) as (env, redis, staging):
         proc = env.run_daemon(extra_env=extra)
-        time.sleep(2.0)  # every process started and idle
+        time.sleep(0.5)  # READY came: every process started; now idle
         pids = process_group(proc.pid)
         client = redis.client()
         (folder / "reset").touch()

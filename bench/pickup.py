@@ -30,45 +30,48 @@ def queued_at(processing: Path) -> dict[str, float]:
     return out
 
 
-def pickup(polling: bool, files: int, gap: float) -> list[float]:
-    watch = {"polling": polling, "poll_interval": 0.5, "settle_seconds": 1.0}
-    with tempfile.TemporaryDirectory() as tmp, stack(
-            watch=watch, logging={"level": "warning", "format": "json"}) as (env, _redis):
+def measure(files: int, gap: float, bulk: int) -> tuple[list[float], list[float], float]:
+    """One watcher (no worker: claims stay, with their records) on three watches: inotify and
+    polling pickup latencies, files dropped alternately one by one; then ``bulk`` files
+    renamed into the third watch's inbox at once, and the seconds until all are queued."""
+    common = {"engine": "pdftext", "settle_seconds": 1.0}
+    with tempfile.TemporaryDirectory() as tmp, stack(logging={"level": "warning",
+                                                              "format": "json"}) as (env, _r):
+        roots = {kind: env.tmp / kind for kind in ("inotify", "polling", "bulk")}
+        env.write_config(watches=[
+            {"name": "inotify", "root": str(roots["inotify"]), **common},
+            {"name": "polling", "root": str(roots["polling"]), "polling": True,
+             "poll_interval": 0.5, **common},
+            {"name": "bulk", "root": str(roots["bulk"]), **common}])
         data = make_text_pdf(Path(tmp) / "p.pdf", ["pickup"]).read_bytes()
-        listener = env.listener()
-        env.start("watch", notify=listener)  # no worker: claims stay, with their records
-        listener.wait("READY=1")
-        closed = {}
-        for n in range(files):
-            name = f"p{n:04d}.pdf"
-            with open(env.inbox / name, "wb") as fh:
-                fh.write(data)
-            closed[name] = time.time()
-            time.sleep(gap)
-        wait_for(lambda: len(queued_at(env.processing)) == files, 120, what="all queued")
-        times = queued_at(env.processing)
-        return [times[name] - closed[name] for name in closed]
-
-
-def bulk(files: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp, stack(
-            watch={"settle_seconds": 1.0},
-            logging={"level": "warning", "format": "json"}) as (env, _redis):
-        data = make_text_pdf(Path(tmp) / "b.pdf", ["bulk"]).read_bytes()
-        staging = env.root / "staging"
+        staging = env.tmp / "staging"
         staging.mkdir()
-        for n in range(files):
+        for n in range(bulk):
             (staging / f"b{n:04d}.pdf").write_bytes(data)
         listener = env.listener()
         env.start("watch", notify=listener)
         listener.wait("READY=1")
+        closed: dict[str, dict[str, float]] = {"inotify": {}, "polling": {}}
+        for n in range(files):
+            for kind, times in closed.items():
+                name = f"p{n:04d}.pdf"
+                with open(roots[kind] / "inbox" / name, "wb") as fh:
+                    fh.write(data)
+                times[name] = time.time()
+                time.sleep(gap / 2)
+        latencies = []
+        for kind, times in closed.items():
+            processing = roots[kind] / "processing"
+            wait_for(lambda p=processing: len(queued_at(p)) == files, 120, what="all queued")
+            queued = queued_at(processing)
+            latencies.append([queued[name] - times[name] for name in times])
+        processing = roots["bulk"] / "processing"
         started = time.time()
-        for p in sorted(staging.iterdir()):
-            os.rename(p, env.inbox / p.name)
-        wait_for(lambda: len(list(env.processing.iterdir())) == files
-                 and len(queued_at(env.processing)) == files, 300, interval=0.2,
-                 what="all queued")
-        return max(queued_at(env.processing).values()) - started
+        for path in sorted(staging.iterdir()):
+            os.rename(path, roots["bulk"] / "inbox" / path.name)
+        wait_for(lambda: len(list(processing.iterdir())) == bulk
+                 and len(queued_at(processing)) == bulk, 300, interval=0.2, what="all queued")
+        return latencies[0], latencies[1], max(queued_at(processing).values()) - started
 
 
 def pct(values: list[float], q: float) -> float:
@@ -81,9 +84,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100, help="files per pickup run")
     parser.add_argument("--bulk", type=int, default=1000)
     args = parser.parse_args()
-    inotify = pickup(False, args.files, 0.05)
-    polling = pickup(True, args.files, 0.05)
-    seconds = bulk(args.bulk)
+    inotify, polling, seconds = measure(args.files, 0.05, args.bulk)
     print(f"# pickup, {datetime.now():%Y-%m-%d}: {machine()}")
     print("settle_seconds 1.0, settle_checks 2; polling: poll_interval 0.5")
     print("| measure | p50 | p99 | mean | target |")

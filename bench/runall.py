@@ -20,7 +20,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("fanout.py", ["--pages", "200"], ["--pages", "100", "--per-page", "0.05"]),
     ("memory.py", ["--pages", "2000", "--docs", "40"], ["--pages", "200", "--docs", "5"]),
     ("overhead.py", ["--docs", "500"], ["--docs", "60"]),
-    ("tesseract_vs_ocrmypdf.py", ["--rounds", "2"], ["--rounds", "1", "--quick"]),
+    ("tesseract_vs_ocrmypdf.py", ["--rounds", "1"], ["--rounds", "1", "--quick"]),
 ]
 
 
