@@ -82,13 +82,14 @@ def split(source: Path, ranges: list[tuple[int, int]], targets: list[Path]) -> N
 
 # PDFium is not thread-safe, not even for different documents: a threads worker pool (the one
 # for remote engines) ran pdfium calls at once and hung (found by the 300-page test). One
-# lock per process around every use; in prefork workers it is never contended.
-_PDFIUM = threading.RLock()
+# lock per process around every use (tests/fake_gemini.py takes it too); in prefork workers
+# it is never contended.
+PDFIUM_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def _pdfium(path: Path) -> Iterator[pypdfium2.PdfDocument]:
-    with _PDFIUM:
+    with PDFIUM_LOCK:
         try:
             doc = pypdfium2.PdfDocument(path)
         except pypdfium2.PdfiumError as exc:

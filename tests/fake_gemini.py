@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pypdfium2
 
 from ocr_daemon.engines.gemini_prompt import BLANK, PAGE_BREAK
+from ocr_daemon.pdf import PDFIUM_LOCK
 
 PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
@@ -79,17 +80,19 @@ def _b64decode(data: str) -> bytes:
 
 def pdf_texts(data: bytes) -> list[str]:
     """The real text layer of every page (what a perfect transcription would return)."""
-    doc = pypdfium2.PdfDocument(data)
-    try:
-        texts = []
-        for page in doc:
-            textpage = page.get_textpage()
-            texts.append(textpage.get_text_bounded().replace("\r\n", "\n").replace("\r", "\n"))
-            textpage.close()
-            page.close()
-        return texts
-    finally:
-        doc.close()
+    with PDFIUM_LOCK:  # pdfium is not thread-safe: this server answers requests in threads
+        doc = pypdfium2.PdfDocument(data)
+        try:
+            texts = []
+            for page in doc:
+                textpage = page.get_textpage()
+                texts.append(textpage.get_text_bounded().replace("\r\n", "\n")
+                             .replace("\r", "\n"))
+                textpage.close()
+                page.close()
+            return texts
+        finally:
+            doc.close()
 
 
 def error_body(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
