@@ -5,6 +5,7 @@ document fanned out)."""
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +105,10 @@ def redis_bytes_per_document(sizes: list[int], count: int, planned: bool) -> dic
         env.start("watch")
         client = redis.client()
         window = env.cfg.watches[0].chunks_in_flight
-        expected_chunks = 0  # chunk messages queued by the documents so far
+        expected_chunks = 0  # chunk messages queued by the documents so far (planned)
+
+        def queued_chunks(pages: int) -> int:  # what one planned document leaves queued
+            return min(math.ceil(pages / watch["chunk_pages"]), window)
 
         def settled(n: int, chunks: int) -> bool:
             ids = client.zrange("bench:active", 0, -1)
@@ -117,7 +121,7 @@ def redis_bytes_per_document(sizes: list[int], count: int, planned: bool) -> dic
         sources = {p: real_pages(Path(tmp) / f"doc{p}.pdf", p) for p in sizes}
         warm = sources[min(sizes)]
         env.drop(warm, name="warmup.pdf")  # the processes' own keys exist before we measure
-        expected_chunks += min(-(-min(sizes) // 10), window) if min(sizes) > 10 else 1
+        expected_chunks += queued_chunks(min(sizes))
         wait_for(lambda: settled(1, expected_chunks), 120, what="warm-up document")
         time.sleep(1)
         in_flight = 1
@@ -127,7 +131,7 @@ def redis_bytes_per_document(sizes: list[int], count: int, planned: bool) -> dic
             for i in range(count):
                 env.drop(sources[pages], name=f"doc{pages}-{i}.pdf")
             in_flight += count
-            expected_chunks += count * (min(-(-pages // 10), window) if pages > 10 else 1)
+            expected_chunks += count * queued_chunks(pages)
             wait_for(lambda n=in_flight, c=expected_chunks: settled(n, c), 300, interval=0.5,
                      what="documents in flight")
             time.sleep(1)
