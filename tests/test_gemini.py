@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -431,3 +433,12 @@ def test_bad_key_fails_a_batch_for_at_most_three_requests(
     assert KEY not in proc.output()
     assert all(KEY not in p.read_text() for p in env.failed.glob("*.json"))
     assert wait_for(lambda: read_json(env.failed / "doc0.progress.json")["state"] == "failed")
+
+
+def test_processes_that_do_not_build_the_gemini_engine_never_import_its_sdk() -> None:
+    # google-genai takes 0.7 s to import: run, watch, workers and status start without it.
+    code = ("import sys, ocr_daemon.cli, ocr_daemon.supervisor, ocr_daemon.tasks, "
+            "ocr_daemon.engines; print('google.genai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
