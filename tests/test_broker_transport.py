@@ -18,16 +18,18 @@ def test_every_redis_broker_url_uses_our_transport() -> None:
 def test_closing_a_channel_whose_connection_kombu_already_cleared_keeps_the_message(
         redis_server: RedisServer) -> None:
     conn = Connection(f"redis://127.0.0.1:{redis_server.port}/0")
-    channel = conn.default_channel
-    queue = conn.SimpleQueue("transport-test")
-    queue.put({"doc_id": "d1"})
-    message = queue.get(timeout=5)  # delivered to us, not acknowledged
-    assert message.payload == {"doc_id": "d1"}
-    # The state kombu leaves after Redis dropped the connection: its settings already cleared
-    # while the channel still holds the delivered message. kombu's own channel raised
-    # AttributeError here, which stopped the Celery worker for good.
-    conn._do_close_transport()
-    conn.maybe_close_channel(channel)  # no exception: Celery goes on to reconnect
     client = redis_server.client()
-    assert client.hlen("unacked") == 1  # still in Redis, for the reaper to hand back
-    client.delete("unacked", "unacked_index", "transport-test")
+    try:
+        channel = conn.default_channel
+        queue = conn.SimpleQueue("transport-test")
+        queue.put({"doc_id": "d1"})
+        message = queue.get(timeout=5)  # delivered to us, not acknowledged
+        assert message.payload == {"doc_id": "d1"}
+        # The state kombu leaves after Redis dropped the connection: its settings already
+        # cleared while the channel still holds the delivered message. kombu's own channel
+        # raised AttributeError here, which stopped the Celery worker for good.
+        conn._do_close_transport()
+        conn.maybe_close_channel(channel)  # no exception: Celery goes on to reconnect
+        assert client.hlen("unacked") == 1  # still in Redis, for the reaper to hand back
+    finally:
+        client.delete("unacked", "unacked_index", "transport-test")
