@@ -21,8 +21,8 @@ from typing import Any
 from harness import machine, stack
 from rows import emit
 
-from ocr_daemon import pdf
-from ocr_daemon.planning import page_ranges
+from ocr_daemon.formats import pdf
+from ocr_daemon.pipeline.plan import page_ranges
 from ocr_daemon.testing import make_text_pdf, page_text
 
 

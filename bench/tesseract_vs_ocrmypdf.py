@@ -43,11 +43,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocr_daemon import pdf  # noqa: E402
 from ocr_daemon.config import TesseractConfig  # noqa: E402
-from ocr_daemon.engines import Page, PageRequest  # noqa: E402
+from ocr_daemon.engines.base import Page, PageRequest  # noqa: E402
 from ocr_daemon.engines.tesseract import TesseractEngine, page_dpi, stated_dpi  # noqa: E402
-from ocr_daemon.sniff import PDF, TIFF  # noqa: E402
+from ocr_daemon.formats import pdf  # noqa: E402
+from ocr_daemon.formats.sniff import PDF, TIFF  # noqa: E402
 from tests.cer import levenshtein, normalize  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -14,8 +14,9 @@ from pathlib import Path
 from harness import drop_all, machine, small_documents, wait_results
 from rows import emit
 
-from ocr_daemon import atomic, pdf
-from ocr_daemon.sniff import sniff
+from ocr_daemon import atomic
+from ocr_daemon.formats import pdf
+from ocr_daemon.formats.sniff import sniff
 from ocr_daemon.testing import make_text_pdf, page_text
 
 

@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import OcrDaemonError
+from ocr_daemon.errors import OcrDaemonError
 
 try:
     __version__ = version("ocr-daemon")

@@ -1,5 +1,5 @@
 """`python -m ocr_daemon` is the `ocr-daemon` command."""
 
-from .cli import main
+from ocr_daemon.cli import main
 
 main()

@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError
+from ocr_daemon.errors import StorageError
 
 TEMP_PREFIX = ".ocrd-"
 TEMP_SUFFIX = ".tmp"

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
-from . import broker_transport, redis_conn
-from .config import CONFIG_ENV, Config, load
+from ocr_daemon import redis_conn
+from ocr_daemon.config import CONFIG_ENV, Config, load
+from ocr_daemon.delivery import transport as broker_transport
 
 QUEUES = ("documents", "chunks", "default")
 ROUTES = {
@@ -21,7 +22,7 @@ ROUTES = {
 }
 
 broker_transport.install()
-app = Celery("ocr_daemon", include=["ocr_daemon.tasks"])
+app = Celery("ocr_daemon", include=["ocr_daemon.delivery.tasks"])
 _config: Config | None = None
 
 

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from . import config as config_mod
-from . import log
-from .errors import ConfigError, OcrDaemonError
+from ocr_daemon import config as config_mod
+from ocr_daemon import log
+from ocr_daemon.errors import ConfigError, OcrDaemonError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,7 +57,7 @@ def main() -> None:
 @boundary
 def run(config_path: str | None) -> None:
     """Everything on one host: embedded Redis (redis.url: embedded), workers and watcher."""
-    from .supervisor import run as run_all
+    from ocr_daemon.service.supervisor import run as run_all
 
     sys.exit(run_all(_load(config_path)))
 
@@ -67,7 +67,7 @@ def run(config_path: str | None) -> None:
 @boundary
 def watch(config_path: str | None) -> None:
     """The watcher alone (intake, queueing, reaper) against a running Redis."""
-    from .supervisor import watch as watch_only
+    from ocr_daemon.service.supervisor import watch as watch_only
 
     sys.exit(watch_only(_load(config_path)))
 
@@ -82,7 +82,7 @@ def watch(config_path: str | None) -> None:
 def worker(config_path: str | None, queues: str | None, concurrency: int | None,
            pool: str | None, name: str | None) -> None:
     """A Celery worker of this app."""
-    from .worker import run_worker
+    from ocr_daemon.delivery.worker import run_worker
 
     cfg = _load(config_path)
     sys.exit(run_worker(cfg, queues.split(",") if queues else None, concurrency, pool, name))
@@ -117,10 +117,10 @@ def status(config_path: str | None, as_json: bool, follow: bool, worker_timeout:
 
     from rich.console import Console
 
-    from . import celery_app, redis_conn, runtime
-    from .status import gather
-    from .status_view import follow as follow_live
-    from .status_view import render
+    from ocr_daemon import celery_app, redis_conn, runtime
+    from ocr_daemon.commands.status import gather
+    from ocr_daemon.commands.status_view import follow as follow_live
+    from ocr_daemon.commands.status_view import render
 
     cfg = config_mod.load(config_path)
     app = celery_app.configure(cfg, redis_conn.resolve_url(cfg))
@@ -169,7 +169,7 @@ def install_systemd(config_path: str | None, target: str, user: str, group: str,
                     shared_group: str | None, redis_unit: str, gemini_key_file: str | None,
                     executable: str | None) -> None:
     """Write ocr-daemon-watch.service and ocr-daemon-worker@.service; start nothing."""
-    from .systemd_units import install
+    from ocr_daemon.service.systemd_units import install
 
     done = install(config_mod.load(config_path), Path(target), user=user, group=group,
                    shared_group=shared_group, redis_unit=redis_unit or None,
@@ -195,7 +195,7 @@ def install_systemd(config_path: str | None, target: str, user: str, group: str,
 def submit(config_path: str | None, watch_name: str | None, sub: str,
            files: tuple[Path, ...]) -> None:
     """Copy FILES into a watch's inbox safely (temporary name, then rename)."""
-    from .submit import submit as submit_files
+    from ocr_daemon.commands.submit import submit as submit_files
 
     cfg = config_mod.load(config_path)
     try:
@@ -214,8 +214,8 @@ def submit(config_path: str | None, watch_name: str | None, sub: str,
 def cancel(config_path: str | None, target: str) -> None:
     """Stop a queued or running document (DOC_ID, or the path of its original or a sidecar);
     it ends as cancelled, with its original in failed/."""
-    from . import runtime
-    from .cancel import cancel as cancel_document
+    from ocr_daemon import runtime
+    from ocr_daemon.commands.cancel import cancel as cancel_document
 
     cfg = _load(config_path)
     doc, state = cancel_document(runtime.build(cfg), target)
@@ -231,7 +231,7 @@ def cancel(config_path: str | None, target: str) -> None:
 def retry(config_path: str | None, every: bool, watch_name: str | None,
           targets: tuple[Path, ...]) -> None:
     """Send documents in failed/ (their original or .error.json) back through the pipeline."""
-    from .redo import retry as retry_failed
+    from ocr_daemon.commands.retry import retry as retry_failed
 
     if not every and not targets:
         raise click.UsageError("give the failed documents to retry, or --all")

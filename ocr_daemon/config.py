@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from ocr_daemon.errors import ConfigError
 
 CONFIG_ENV = "OCR_DAEMON_CONFIG"
 OVERRIDE_PREFIX = "OCR_DAEMON__"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import redis
 
-from .config import Config
-from .errors import ServiceUnavailable
+from ocr_daemon.config import Config
+from ocr_daemon.errors import ServiceUnavailable
 
 EMBEDDED_URL_FILE = "redis.url"
 

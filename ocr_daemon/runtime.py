@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import engines, redis_conn
-from .clock import Clock, SystemClock
-from .config import Config, WatchConfig
-from .engines import Engine, EngineContext
-from .layout import WatchPaths
-from .progress import ProgressPublisher
-from .state import StateStore
+from ocr_daemon import redis_conn
+from ocr_daemon.clock import Clock, SystemClock
+from ocr_daemon.config import Config, WatchConfig
+from ocr_daemon.engines import registry
+from ocr_daemon.engines.base import Engine, EngineContext
+from ocr_daemon.record.layout import WatchPaths
+from ocr_daemon.record.progress import ProgressPublisher
+from ocr_daemon.record.state import StateStore
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Runtime:
     store: StateStore
     progress: ProgressPublisher
     clock: Clock
-    engine_factory: Callable[[EngineContext], Engine] = engines.build
+    engine_factory: Callable[[EngineContext], Engine] = registry.build
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def watch(self, name: str) -> tuple[WatchConfig, WatchPaths]:
@@ -40,4 +41,4 @@ def build(cfg: Config, clock: Clock | None = None,
     client = redis_conn.client(redis_conn.resolve_url(cfg))
     store = StateStore(client, cfg.redis.key_prefix, cfg.state_ttl, clock)
     return Runtime(cfg, store, ProgressPublisher(store, clock), clock,
-                   engine_factory or engines.build)
+                   engine_factory or registry.build)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .engines import Engine, EngineContext, Extraction, PageRequest, PageText
-from .errors import PageFailed, TransientEngineError
+from ocr_daemon.engines.base import Engine, EngineContext, Extraction, PageRequest, PageText
+from ocr_daemon.errors import PageFailed, TransientEngineError
 
 
 def _pdf_string(text: str) -> bytes:
@@ -154,8 +154,8 @@ class SleepingEngine:
 
 
 def _texts(request: PageRequest) -> list[str]:
-    from . import pdf
-    from .sniff import PDF
+    from ocr_daemon.formats import pdf
+    from ocr_daemon.formats.sniff import PDF
 
     if request.mime == PDF:
         return pdf.page_texts(request.path, [p.index for p in request.pages])
@@ -170,8 +170,9 @@ def sleeping_factory(engine: SleepingEngine) -> Callable[[EngineContext], Engine
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import config, log, tasks
-    from .worker import run_worker
+    from ocr_daemon import config, log
+    from ocr_daemon.delivery import tasks
+    from ocr_daemon.delivery.worker import run_worker
 
     parser = argparse.ArgumentParser(prog="python -m ocr_daemon.testing")
     parser.add_argument("command", choices=["worker"])

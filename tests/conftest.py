@@ -21,7 +21,7 @@ import redis
 import yaml
 
 from ocr_daemon import config as config_mod
-from ocr_daemon.procs import free_port
+from ocr_daemon.service.procs import free_port
 
 RESOURCES = Path(__file__).parent / "resources"
 PYTHON = sys.executable

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pypdfium2
 
-from ocr_daemon.engines.gemini_prompt import BLANK, PAGE_BREAK
-from ocr_daemon.pdf import PDFIUM_LOCK
+from ocr_daemon.engines.gemini.prompt import BLANK, PAGE_BREAK
+from ocr_daemon.formats.pdf import PDFIUM_LOCK
 
 PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"

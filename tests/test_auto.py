@@ -10,10 +10,11 @@ import pytest
 
 from ocr_daemon import config
 from ocr_daemon.config import Config
-from ocr_daemon.engines import REGISTRY, Engine, EngineContext, Page, PageRequest
 from ocr_daemon.engines.auto import gemini_configured, ocr_engine_name
+from ocr_daemon.engines.base import Engine, EngineContext, Page, PageRequest
+from ocr_daemon.engines.registry import REGISTRY
 from ocr_daemon.errors import EngineUnavailable
-from ocr_daemon.sniff import PDF, PNG
+from ocr_daemon.formats.sniff import PDF, PNG
 from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf
 
 from .cer import cer

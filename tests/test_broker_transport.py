@@ -5,7 +5,7 @@ from __future__ import annotations
 from kombu import Connection
 
 from ocr_daemon import celery_app  # noqa: F401  (installs the transport, as every process does)
-from ocr_daemon.broker_transport import Transport
+from ocr_daemon.delivery.transport import Transport
 from tests.conftest import RedisServer
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ocr_daemon import pdf
+from ocr_daemon.formats import pdf
 from ocr_daemon.testing import make_text_pdf, page_text
 
 from .conftest import Env, Proc, RedisServer, children, read_json, wait_for

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from ocr_daemon import pdf
-from ocr_daemon.planning import page_ranges, should_chunk
+from ocr_daemon.formats import pdf
+from ocr_daemon.pipeline.plan import page_ranges, should_chunk
 from ocr_daemon.testing import make_text_pdf, page_text
 
 from .conftest import RESOURCES, Env, Proc, RedisServer, read_json, wait_for

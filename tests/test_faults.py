@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from ocr_daemon import config as config_mod
-from ocr_daemon import housekeeping
 from ocr_daemon.clock import SystemClock
-from ocr_daemon.layout import WatchPaths
+from ocr_daemon.intake import housekeeping
+from ocr_daemon.record.layout import WatchPaths
+from ocr_daemon.record.state import StateStore
 from ocr_daemon.redis_conn import client
-from ocr_daemon.state import StateStore
 from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, read_json, wait_for

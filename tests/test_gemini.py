@@ -17,7 +17,9 @@ import structlog.testing
 from PIL import Image
 
 from ocr_daemon import config
-from ocr_daemon.engines import Engine, EngineContext, Page, PageRequest, build, gemini_guard
+from ocr_daemon.engines.base import Engine, EngineContext, Page, PageRequest
+from ocr_daemon.engines.gemini import guard as gemini_guard
+from ocr_daemon.engines.registry import build
 from ocr_daemon.errors import EngineUnavailable, PageFailed, TransientEngineError
 from ocr_daemon.testing import make_text_pdf, page_text
 
@@ -437,7 +439,7 @@ def test_bad_key_fails_a_batch_for_at_most_three_requests(
 
 def test_processes_that_do_not_build_the_gemini_engine_never_import_its_sdk() -> None:
     # google-genai takes 0.7 s to import: run, watch, workers and status start without it.
-    code = ("import sys, ocr_daemon.cli, ocr_daemon.supervisor, ocr_daemon.tasks, "
+    code = ("import sys, ocr_daemon.cli, ocr_daemon.service.supervisor, ocr_daemon.delivery.tasks, "
             "ocr_daemon.engines; print('google.genai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ocr_daemon.config import WatchConfig
-from ocr_daemon.filters import Rules
-from ocr_daemon.layout import stem_candidates
+from ocr_daemon.intake.filters import Rules
+from ocr_daemon.record.layout import stem_candidates
 from ocr_daemon.testing import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, RedisServer, read_json, wait_for
@@ -268,7 +268,7 @@ def test_cp_of_a_large_file_and_mv_within_the_filesystem(make_env: Callable[...,
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """An OpenSSH server on a free loopback port, accepting one generated key."""
-    from ocr_daemon.procs import free_port
+    from ocr_daemon.service.procs import free_port
 
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     keys = tmp_path / "ssh"

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from ocr_daemon import atomic
 from ocr_daemon.config import WatchConfig
-from ocr_daemon.layout import WatchPaths, free_name, reserve_stem, split_name, stem_candidates
+from ocr_daemon.record.layout import (
+    WatchPaths,
+    free_name,
+    reserve_stem,
+    split_name,
+    stem_candidates,
+)
 
 
 def paths(tmp_path: Path) -> WatchPaths:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ocr_daemon.procs import free_port
+from ocr_daemon.service.procs import free_port
 from ocr_daemon.testing import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, wait_for

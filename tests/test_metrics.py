@@ -12,12 +12,13 @@ import structlog.testing
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ocr_daemon import config, metrics
+from ocr_daemon import config
 from ocr_daemon.clock import SystemClock
-from ocr_daemon.engines import EngineContext, Page, PageRequest, build
-from ocr_daemon.engines.base import PageText
-from ocr_daemon.procs import free_port
-from ocr_daemon.state import StateStore
+from ocr_daemon.engines.base import EngineContext, Page, PageRequest, PageText
+from ocr_daemon.engines.registry import build
+from ocr_daemon.record.state import StateStore
+from ocr_daemon.service import metrics
+from ocr_daemon.service.procs import free_port
 from ocr_daemon.testing import make_text_pdf, page_text
 
 from .conftest import Env, RedisServer, wait_for

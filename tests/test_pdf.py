@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from pypdf import PdfWriter
 
-from ocr_daemon import pdf
 from ocr_daemon.errors import CorruptDocument, EncryptedDocument
+from ocr_daemon.formats import pdf
 
 from .conftest import RESOURCES
 

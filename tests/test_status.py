@@ -17,11 +17,12 @@ from typing import Any
 import redis
 from rich.console import Console
 
-from ocr_daemon import celery_app, status
+from ocr_daemon import celery_app
 from ocr_daemon.clock import SystemClock
-from ocr_daemon.engines.gemini_guard import Guard
-from ocr_daemon.state import StateStore
-from ocr_daemon.status_view import render
+from ocr_daemon.commands import status
+from ocr_daemon.commands.status_view import render
+from ocr_daemon.engines.gemini.guard import Guard
+from ocr_daemon.record.state import StateStore
 from ocr_daemon.testing import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, RedisServer, wait_for
@@ -118,7 +119,7 @@ def test_queue_depths_count_every_queue_and_priority_sub_queue(
         make_env: Callable[..., Env], redis_server: RedisServer) -> None:
     env = make_env()
     celery_app.configure(env.cfg, redis_server.url)
-    from ocr_daemon.tasks import process_chunk, process_document
+    from ocr_daemon.delivery.tasks import process_chunk, process_document
 
     process_document.apply_async(("test", "doc-a"))
     process_document.apply_async(("test", "doc-b"), priority=9)

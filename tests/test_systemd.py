@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ocr_daemon import systemd_units
 from ocr_daemon.cli import main
-from ocr_daemon.worker_notify import heartbeat_interval, managed_here
+from ocr_daemon.delivery.worker_notify import heartbeat_interval, managed_here
+from ocr_daemon.service import systemd_units
 
 from .conftest import PYTHON, Env, Proc, RedisServer, wait_for
 

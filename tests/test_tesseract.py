@@ -14,12 +14,14 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
-from ocr_daemon import config, pdf
+from ocr_daemon import config
 from ocr_daemon.config import TesseractConfig
-from ocr_daemon.engines import REGISTRY, EngineContext, Page, PageRequest
+from ocr_daemon.engines.base import EngineContext, Page, PageRequest
+from ocr_daemon.engines.registry import REGISTRY
 from ocr_daemon.engines.tesseract import TesseractEngine, page_dpi
 from ocr_daemon.errors import EngineUnavailable, PageFailed, TransientEngineError
-from ocr_daemon.sniff import JPEG, PDF, PNG, TIFF
+from ocr_daemon.formats import pdf
+from ocr_daemon.formats.sniff import JPEG, PDF, PNG, TIFF
 from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf, page_text
 
 from .cer import cer

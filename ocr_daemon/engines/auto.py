@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from .. import log, pdf
-from ..config import GeminiConfig
-from ..sniff import PDF
-from .base import Engine, Extraction, PageRequest, PageText, has_text
-
-if TYPE_CHECKING:
-    from . import EngineContext
+from ocr_daemon import log
+from ocr_daemon.config import GeminiConfig
+from ocr_daemon.engines.base import (
+    Engine,
+    EngineContext,
+    Extraction,
+    Factory,
+    PageRequest,
+    PageText,
+    has_text,
+    settings_for,
+)
+from ocr_daemon.formats import pdf
+from ocr_daemon.formats.sniff import PDF
 
 
 def gemini_configured(settings: GeminiConfig, environ: Mapping[str, str]) -> bool:
@@ -33,8 +39,10 @@ def ocr_engine_name(ctx: EngineContext, environ: Mapping[str, str],
 class AutoEngine:
     name = "auto"
 
-    def __init__(self, ctx: EngineContext, min_chars: int) -> None:
+    def __init__(self, ctx: EngineContext, min_chars: int,
+                 registry: Mapping[str, Factory]) -> None:
         self.ctx = ctx
+        self.registry = registry
         self.min_chars = min_chars
         self._ocr: Engine | None = None
 
@@ -42,10 +50,8 @@ class AutoEngine:
     def ocr(self) -> Engine:
         """The OCR engine, built on first need: a text-only PDF never needs one."""
         if self._ocr is None:
-            from . import REGISTRY  # resolved at call time: the package imports this module
-
-            name = ocr_engine_name(self.ctx, os.environ, frozenset(REGISTRY))
-            self._ocr = REGISTRY[name](self.ctx)
+            name = ocr_engine_name(self.ctx, os.environ, frozenset(self.registry))
+            self._ocr = self.registry[name](self.ctx)
             log.get(engine=self.name, watch=self.ctx.watch.name).info("auto_ocr_engine",
                                                                       ocr=name)
         return self._ocr
@@ -65,7 +71,6 @@ class AutoEngine:
         return Extraction([by_number[p.number] for p in request.pages], ocred.warnings)
 
 
-def create(ctx: EngineContext) -> Engine:
-    from . import settings_for  # resolved at call time: the package imports this module
-
-    return AutoEngine(ctx, settings_for(ctx.cfg.engines.pdftext, ctx.watch).min_chars)
+def create(ctx: EngineContext, registry: Mapping[str, Factory]) -> Engine:
+    """`auto` over the engines of ``registry`` (the registry passes itself)."""
+    return AutoEngine(ctx, settings_for(ctx.cfg.engines.pdftext, ctx.watch).min_chars, registry)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+
+import redis
+from pydantic import BaseModel, ValidationError
+
+from ocr_daemon.config import Config, WatchConfig
+from ocr_daemon.errors import EngineUnavailable
+
+S = TypeVar("S", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -44,3 +53,27 @@ class Engine(Protocol):
 def has_text(text: str, min_chars: int) -> bool:
     """True when a page's text layer holds at least ``min_chars`` visible characters."""
     return sum(1 for ch in text if not ch.isspace()) >= min_chars
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What an engine factory may use: the configuration, the watch, and the shared Redis
+    (for limits and engine-wide flags that every worker on every host must see)."""
+
+    cfg: Config
+    watch: WatchConfig
+    redis: redis.Redis | None = None
+    prefix: str = "ocrd:"
+
+
+Factory = Callable[[EngineContext], Engine]
+
+
+def settings_for(base: S, watch: WatchConfig) -> S:
+    """An engine's settings with the watch's engine_options applied (only keys it has)."""
+    updates: dict[str, Any] = {k: v for k, v in watch.engine_options.items()
+                               if k in type(base).model_fields}
+    try:
+        return type(base).model_validate({**base.model_dump(), **updates})
+    except ValidationError as exc:
+        raise EngineUnavailable(f"watch {watch.name}: bad engine_options: {exc}") from None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .. import pdf
-from ..config import PdftextConfig
-from ..errors import NoTextLayer
-from ..sniff import PDF
-from .base import Extraction, PageRequest, PageText, has_text
+from ocr_daemon.config import PdftextConfig
+from ocr_daemon.engines.base import Extraction, PageRequest, PageText, has_text
+from ocr_daemon.errors import NoTextLayer
+from ocr_daemon.formats import pdf
+from ocr_daemon.formats.sniff import PDF
 
 NO_TEXT = "no text layer: use engine tesseract, gemini or auto"
 

@@ -9,18 +9,22 @@ import signal
 import struct
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .. import images, log, pdf
-from ..config import TesseractConfig
-from ..errors import EngineUnavailable, PageFailed, TransientEngineError, UnsupportedType
-from ..sniff import IMAGE_TYPES, PDF
-from .base import Engine, Extraction, PageRequest, PageText
-
-if TYPE_CHECKING:
-    from . import EngineContext
+from ocr_daemon import log
+from ocr_daemon.config import TesseractConfig
+from ocr_daemon.engines.base import (
+    Engine,
+    EngineContext,
+    Extraction,
+    PageRequest,
+    PageText,
+    settings_for,
+)
+from ocr_daemon.errors import EngineUnavailable, PageFailed, TransientEngineError, UnsupportedType
+from ocr_daemon.formats import images, pdf
+from ocr_daemon.formats.sniff import IMAGE_TYPES, PDF
 
 INSTALL_HINT = ("Install Tesseract with `apt-get install tesseract-ocr tesseract-ocr-eng` "
                 "(or set engines.tesseract.binary to the program's path).")
@@ -139,6 +143,4 @@ class TesseractEngine:
 
 
 def create(ctx: EngineContext) -> Engine:
-    from . import settings_for  # resolved at call time: the package imports this module
-
     return TesseractEngine(settings_for(ctx.cfg.engines.tesseract, ctx.watch))

@@ -1,0 +1,1 @@
+"""One-shot CLI commands a person types: submit, cancel, retry, status (and finding a document)."""

@@ -1,0 +1,1 @@
+"""Celery plumbing (workers, watcher): tasks, broker views, transport fix, worker, webhooks."""

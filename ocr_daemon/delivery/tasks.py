@@ -1,0 +1,165 @@
+"""Celery tasks: thin wrappers over plain functions; payloads are watch names, ids and indexes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import Task, chord, group, signals
+
+from ocr_daemon import log, runtime
+from ocr_daemon.backoff import backoff
+from ocr_daemon.celery_app import app, current_config
+from ocr_daemon.clock import iso
+from ocr_daemon.engines.base import Engine, EngineContext
+from ocr_daemon.errors import OcrDaemonError, ServiceUnavailable, WorkerCrashed, describe
+from ocr_daemon.pipeline import chunk as chunkwork
+from ocr_daemon.pipeline import finish
+from ocr_daemon.pipeline.chunk import ChunkOutcome
+from ocr_daemon.pipeline.start import start_document
+from ocr_daemon.record import doc as docrecord
+from ocr_daemon.record.state import FAILED
+
+# task_id, watch, doc_id and chunk on every log line of a task (structlog contextvars).
+signals.task_prerun.connect(log.bind_task, weak=False, dispatch_uid="ocr_daemon.log.bind")
+signals.task_postrun.connect(log.unbind_task, weak=False, dispatch_uid="ocr_daemon.log.unbind")
+_runtime: tuple[int, runtime.Runtime] | None = None
+# The engines of this worker: the registry's, unless a test worker (ocr_daemon.testing) sets one.
+engine_factory: Callable[[EngineContext], Engine] | None = None
+
+
+def worker_runtime() -> runtime.Runtime:
+    """One Runtime per process (built after fork: Redis connections are not shared)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        _runtime = (os.getpid(), runtime.build(current_config(), engine_factory=engine_factory))
+    return _runtime[1]
+
+
+def _may_retry(task: Task) -> bool:
+    """Retries left? Waits (a full disk, a paused engine) are not counted."""
+    waited = int((task.request.kwargs or {}).get("waited", 0))
+    return bool(task.request.retries - waited < current_config().workers.max_retries)
+
+
+def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) -> Any:
+    w = current_config().workers
+    retry_after = getattr(exc, "retry_after", None)
+    if exc.waits:  # wait in steps no longer than the visibility timeout allows
+        kwargs = {**(task.request.kwargs or {})}
+        kwargs["waited"] = int(kwargs.get("waited", 0)) + 1
+        log.get(task_id=task.request.id, doc_id=doc_id).warning("waiting", **exc.to_dict())
+        with contextlib.suppress(OcrDaemonError):  # shown by status and the progress file
+            rt.store.set_doc(doc_id, waiting={**exc.to_dict(), "since": iso(rt.clock.time())})
+        return task.retry(exc=exc, countdown=min(retry_after or w.retry_backoff_max,
+                                                 w.retry_backoff_max),
+                          max_retries=None, kwargs=kwargs)
+    delay = backoff(task.request.retries, w.retry_backoff, w.retry_backoff_max, retry_after)
+    return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries)
+
+
+def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
+    """A message delivered again and again killed its worker each time: a poison document."""
+    count = rt.store.count_delivery(task.request.id, task.request.retries)
+    cap = current_config().workers.max_redeliveries
+    if count <= cap + 1:
+        return None
+    return WorkerCrashed(f"the worker process died {count - 1} times working on it "
+                         f"(task {task.name}); it is not tried again")
+
+
+# Results of documents live in their files; only chunk tasks keep a Celery result (the
+# chord's join reads them). Ignoring the others also spares the sender a result subscription.
+@app.task(bind=True, name="ocr_daemon.process_document", ignore_result=True)
+def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> None:
+    rt = worker_runtime()
+    doc = docrecord.load(rt, watch, doc_id)
+    if doc is None:
+        return  # already ended: a redelivery has nothing to do
+    try:
+        if crashed := _crashed_too_often(self, rt):
+            finish.fail_document(rt, doc, crashed, doc.plan())
+            return
+        plan = start_document(rt, doc, self.request.id)
+        if plan is None:
+            return
+        if not plan.chunked:
+            chunkwork.run_chunk(rt, doc, plan, 0, may_retry=_may_retry(self))
+            finish.aggregate(rt, doc, plan)
+            return
+        pending = docrecord.pending_chunks(doc, plan)  # a requeue redoes only what is missing
+        if not pending:
+            finish.aggregate(rt, doc, plan)
+            return
+        fan_out(watch, doc_id, pending[:doc.watch.chunks_in_flight])
+    except OcrDaemonError as exc:
+        if not exc.retryable:
+            raise
+        raise _retry(self, exc, rt, doc_id) from exc
+
+
+@app.task(bind=True, name="ocr_daemon.process_chunk")
+def process_chunk(self: Task, watch: str, doc_id: str, index: int,
+                  waited: int = 0) -> dict[str, Any]:
+    rt = worker_runtime()
+    doc = docrecord.load(rt, watch, doc_id)
+    plan = doc.plan() if doc else None
+    if doc is None or plan is None:
+        return ChunkOutcome(index, "gone").to_dict()
+    may_retry = _may_retry(self)
+    try:
+        if crashed := _crashed_too_often(self, rt):
+            return chunkwork.record_failure(rt, doc, plan, index, crashed.to_dict()).to_dict()
+        return chunkwork.run_chunk(rt, doc, plan, index, may_retry=may_retry).to_dict()
+    except Exception as exc:  # boundary: a chord member must return, or the aggregate never runs
+        if isinstance(exc, OcrDaemonError) and exc.retryable and (may_retry or exc.waits):
+            raise _retry(self, exc, rt, doc_id) from exc
+        if isinstance(exc, ServiceUnavailable | redis.RedisError):
+            raise  # Redis is away: the message comes back, or the reaper queues it again
+        if not isinstance(exc, OcrDaemonError):
+            log.get(doc_id=doc_id, chunk=index).exception("chunk_crashed")
+        try:
+            return chunkwork.record_failure(rt, doc, plan, index, describe(exc)).to_dict()
+        except OcrDaemonError:  # Redis down: the error file on disk is what the aggregate reads
+            return ChunkOutcome(index, FAILED, describe(exc)).to_dict()
+
+
+def fan_out(watch: str, doc_id: str, window: list[int]) -> None:
+    """A chord of one window of chunks; its callback sends the next window, or aggregates.
+
+    Windows of `chunks_in_flight` keep a document's queued messages (and Redis memory)
+    bounded whatever its size, and let other documents' chunks in between.
+    """
+    chord(
+        group(process_chunk.s(watch, doc_id, index) for index in window),
+        aggregate_chunks.s(watch, doc_id, window),
+    ).apply_async()
+
+
+@app.task(bind=True, name="ocr_daemon.aggregate_chunks", max_retries=None, ignore_result=True)
+def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str,
+                     window: list[int] | None = None) -> str:
+    rt = worker_runtime()
+    doc = docrecord.load(rt, watch, doc_id)
+    plan = doc.plan() if doc else None
+    if doc is None or plan is None:
+        return "gone"
+    try:
+        if crashed := _crashed_too_often(self, rt):
+            return finish.fail_document(rt, doc, crashed, plan)
+        pending = docrecord.pending_chunks(doc, plan)
+        if set(window or ()) & set(pending):
+            raise finish.ChunksMissing(f"chunks {sorted(set(window or ()) & set(pending))}")
+        if pending:
+            fan_out(watch, doc_id, pending[:doc.watch.chunks_in_flight])
+            return "next window"
+        return finish.aggregate(rt, doc, plan)
+    except finish.ChunksMissing as exc:  # a duplicate chunk delivery fired the chord early
+        raise self.retry(exc=exc, countdown=5, max_retries=60) from exc
+    except OcrDaemonError as exc:
+        if not exc.retryable:
+            raise
+        raise _retry(self, exc, rt, doc_id) from exc

@@ -1,0 +1,1 @@
+"""Engine `gemini` (workers): Google Gemini through google-genai, under fleet-wide limits."""

@@ -1,0 +1,156 @@
+"""PDF adapter: open and validate with pypdf, split into chunk files, read the text layer.
+
+This module is the boundary to pypdf and pypdfium2: whatever they raise on a damaged file
+is turned into our CorruptDocument / EncryptedDocument here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdfium2
+from pypdf import PasswordType, PdfReader, PdfWriter
+from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+from ocr_daemon import atomic
+from ocr_daemon.errors import CorruptDocument, EncryptedDocument, StorageError, TooLarge
+
+# Tesseract refuses images wider or taller than 32767 pixels; a letter page at 600 dpi is
+# 34 million pixels. Larger renders only cost memory.
+RENDER_MAX_SIDE = 32000
+RENDER_MAX_PIXELS = 64_000_000
+
+
+def _open(path: Path) -> PdfReader:
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise EncryptedDocument("the PDF is encrypted and needs a password to open")
+        return reader
+    except (EncryptedDocument, OSError):
+        raise
+    except FileNotDecryptedError as exc:
+        raise EncryptedDocument(f"the PDF is encrypted and cannot be opened ({exc})") from exc
+    except PdfReadError as exc:
+        raise CorruptDocument(f"the PDF cannot be read: {exc}") from exc
+    except Exception as exc:  # pypdf raises many types on damaged files: all mean "corrupt"
+        raise CorruptDocument(f"the PDF cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def count_pages(path: Path, max_pages: int) -> int:
+    """Open the PDF (empty user password allowed), check it has 1..max_pages pages."""
+    reader = _open(path)
+    try:
+        pages = len(reader.pages)
+    except Exception as exc:  # damaged page tree
+        raise CorruptDocument(f"the PDF's page tree is damaged: {exc}") from exc
+    if pages < 1:
+        raise CorruptDocument("the PDF has no pages")
+    if pages > max_pages:
+        raise TooLarge(f"the PDF has {pages} pages, more than max_pages ({max_pages})")
+    return pages
+
+
+def split(source: Path, ranges: list[tuple[int, int]], targets: list[Path]) -> None:
+    """Write pages ``first..last`` (1-based, inclusive) of ``source`` to each target file.
+
+    One chunk at a time, each written atomically; a target that already exists (from an
+    earlier, interrupted attempt) is kept, so splitting again is cheap and idempotent.
+    """
+    reader = _open(source)
+    for (first, last), target in zip(ranges, targets, strict=True):
+        if target.exists():
+            continue
+        writer = PdfWriter()
+        try:
+            for number in range(first, last + 1):
+                writer.add_page(reader.pages[number - 1])
+            tmp = target.parent / atomic.temp_name()
+            with open(tmp, "wb") as fh:
+                writer.write(fh)
+        except OSError as exc:
+            raise StorageError(f"cannot write chunk {target}: {exc.strerror}") from exc
+        except Exception as exc:  # a page pypdf cannot copy: the document is damaged
+            raise CorruptDocument(f"pages {first}-{last} cannot be copied: {exc}") from exc
+        atomic.move(tmp, target)
+
+
+# PDFium is not thread-safe, not even for different documents: a threads worker pool (the one
+# for remote engines) ran pdfium calls at once and hung (found by the 300-page test). One
+# lock per process around every use (tests/fake_gemini.py takes it too); in prefork workers
+# it is never contended.
+PDFIUM_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pdfium(path: Path) -> Iterator[pypdfium2.PdfDocument]:
+    with PDFIUM_LOCK:
+        try:
+            doc = pypdfium2.PdfDocument(path)
+        except pypdfium2.PdfiumError as exc:
+            if "password" in str(exc).lower():
+                raise EncryptedDocument("the PDF is encrypted and needs a password") from exc
+            raise CorruptDocument(f"the PDF cannot be read: {exc}") from exc
+        try:
+            yield doc
+        finally:
+            doc.close()
+
+
+def page_texts(path: Path, indices: list[int]) -> list[str]:
+    """Text layer of the given 0-based pages, lines joined with \\n (pypdfium2, fast)."""
+    texts = []
+    with _pdfium(path) as doc:
+        for i in indices:
+            try:
+                page = doc[i]
+                textpage = page.get_textpage()
+                text = textpage.get_text_bounded()
+                textpage.close()
+                page.close()
+            except pypdfium2.PdfiumError as exc:
+                raise CorruptDocument(f"page {i + 1} cannot be read: {exc}") from exc
+            texts.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+    return texts
+
+
+def render(path: Path, index: int, dpi: int) -> tuple[bytes, int]:
+    """One 0-based page as grayscale PNG bytes, and the resolution used: ``dpi``, or less for
+    a page so large (a poster, a hostile 8400-pt page) that it would pass RENDER_MAX_PIXELS
+    or RENDER_MAX_SIDE pixels."""
+    with _pdfium(path) as doc:
+        try:
+            page = doc[index]
+            width, height = page.get_size()  # points
+            dpi = min(dpi, int(72 * math.sqrt(RENDER_MAX_PIXELS / max(1.0, width * height))),
+                      int(72 * RENDER_MAX_SIDE / max(1.0, width, height)))
+            bitmap = page.render(scale=max(dpi, 1) / 72, grayscale=True)
+            image = bitmap.to_pil()
+        except pypdfium2.PdfiumError as exc:
+            raise CorruptDocument(f"page {index + 1} cannot be rendered: {exc}") from exc
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", dpi=(dpi, dpi))
+        return buf.getvalue(), dpi
+
+
+def pages_pdf(path: Path, indices: list[int]) -> bytes:
+    """A PDF of just the given 0-based pages, in memory (the file's own bytes if that is all)."""
+    with _pdfium(path) as doc:
+        if indices == list(range(len(doc))):
+            return path.read_bytes()
+        new = pypdfium2.PdfDocument.new()
+        try:
+            new.import_pages(doc, indices)
+            buf = io.BytesIO()
+            new.save(buf)
+        except pypdfium2.PdfiumError as exc:
+            raise CorruptDocument(f"pages {[i + 1 for i in indices]} cannot be copied: "
+                                  f"{exc}") from exc
+        finally:
+            new.close()
+        return buf.getvalue()

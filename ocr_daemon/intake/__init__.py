@@ -1,0 +1,1 @@
+"""Intake, run by `ocr-daemon watch` and `run`: watch, settle, filter, claim, dispatch, reap."""

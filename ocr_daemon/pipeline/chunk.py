@@ -1,0 +1,107 @@
+"""Extract one chunk: idempotent, result to a file in processing/, state to Redis."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ocr_daemon import atomic, log
+from ocr_daemon.clock import iso
+from ocr_daemon.engines.base import Page, PageRequest
+from ocr_daemon.errors import OcrDaemonError, describe
+from ocr_daemon.record.disk import ChunkSpec, Plan
+from ocr_daemon.record.doc import Doc, ensure_live, error_file, publish
+from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
+from ocr_daemon.runtime import Runtime
+from ocr_daemon.service import metrics
+
+RESULT_SCHEMA = "ocr-daemon/chunk-result/v1"
+
+
+@dataclass
+class ChunkOutcome:
+    """The small status record a chunk returns (the chord carries these, never text)."""
+
+    index: int
+    state: str  # completed | failed
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _publish(rt: Runtime, doc: Doc, plan: Plan) -> None:
+    """Chunk state changes show in the progress file of a chunked document. A document done
+    in one pass shows processing, then its ending: its one chunk's states last milliseconds
+    for text layers, and each write cost two Redis round trips and a file."""
+    if plan.chunked:
+        publish(rt, doc, plan)
+
+
+def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
+    if spec.file:  # a chunk file holds exactly this chunk's pages
+        path = doc.dp.chunks / spec.file
+        pages = tuple(Page(n, i) for i, n in enumerate(spec.pages))
+    else:
+        path = doc.dp.source
+        pages = tuple(Page(n, n - 1) for n in spec.pages)
+    return PageRequest(path=path, mime=plan.mime, pages=pages)
+
+
+def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool) -> ChunkOutcome:
+    """Extract chunk ``index``. A retryable error is raised when ``may_retry``, else recorded."""
+    spec = plan.chunks[index]
+    logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index)
+    if doc.dp.chunk_result(index).exists():
+        return ChunkOutcome(index, COMPLETED)
+    if error_file(doc, index).exists():
+        return ChunkOutcome(index, FAILED, atomic.read_json(error_file(doc, index))["error"])
+    live = ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
+    chunk = live.chunk(index)
+    chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
+    chunk.started_at, chunk.error = iso(rt.clock.time()), None
+    rt.store.set_chunk(doc.doc_id, chunk)
+    _publish(rt, doc, plan)
+    started = rt.clock.monotonic()
+    try:
+        extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
+        atomic.write_json(doc.dp.chunk_result(index), {
+            "schema": RESULT_SCHEMA,
+            "index": index,
+            "pages": [asdict(p) for p in extraction.pages],
+            "warnings": extraction.warnings,
+        }, create_parents=False)
+    except OcrDaemonError as exc:
+        metrics.engine_error(rt.store, doc.watch.engine, exc.code)
+        chunk.error = describe(exc)
+        if exc.retryable and (may_retry or exc.waits):
+            chunk.state = QUEUED
+            rt.store.set_chunk(doc.doc_id, chunk)
+            _publish(rt, doc, plan)
+            logger.warning("chunk_retry", attempts=chunk.attempts, **chunk.error)
+            raise
+        return record_failure(rt, doc, plan, index, chunk.error)
+    metrics.extracted(rt.store, doc.watch.engine, doc.watch.name, extraction.pages,
+                      rt.clock.monotonic() - started)
+    chunk.state, chunk.finished_at = COMPLETED, iso(rt.clock.time())
+    rt.store.set_chunk(doc.doc_id, chunk)
+    _publish(rt, doc, plan)
+    logger.info("chunk_done", pages=len(spec.pages),
+                seconds=round(rt.clock.monotonic() - started, 3))
+    return ChunkOutcome(index, COMPLETED)
+
+
+def record_failure(rt: Runtime, doc: Doc, plan: Plan, index: int,
+                   error: dict[str, Any]) -> ChunkOutcome:
+    """A chunk failed for good: the error file on disk first (the aggregate reads it)."""
+    atomic.write_json(error_file(doc, index), {"index": index, "error": error},
+                      create_parents=False)
+    spec = plan.chunks[index]
+    log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index).warning("chunk_failed", **error)
+    live = rt.store.get(doc.doc_id)
+    pages = [spec.first_page, spec.last_page]
+    chunk = live.chunk(index) if live else ChunkState(index=index, pages=pages)
+    chunk.state, chunk.error, chunk.finished_at = FAILED, error, iso(rt.clock.time())
+    rt.store.set_chunk(doc.doc_id, chunk)
+    _publish(rt, doc, plan)
+    return ChunkOutcome(index, FAILED, error)

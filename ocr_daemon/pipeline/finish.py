@@ -1,0 +1,274 @@
+"""Finish a document: aggregate chunk results, write outputs or fail it, archive the original.
+
+Every ending is first decided and recorded (processing/<doc_id>/outcome.json), then carried
+out step by step; each step can run again, so a redelivered or interrupted finish ends with
+the same files, never duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ocr_daemon import atomic, log
+from ocr_daemon.clock import iso
+from ocr_daemon.delivery import webhook
+from ocr_daemon.errors import ChunksFailed, OcrDaemonError
+from ocr_daemon.record.disk import Plan
+from ocr_daemon.record.doc import Doc, error_file, pending_chunks, publish
+from ocr_daemon.record.layout import TRASH_PREFIX, free_name
+from ocr_daemon.record.progress import source_info
+from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED, Lock
+from ocr_daemon.runtime import Runtime
+from ocr_daemon.service import metrics
+
+RESULT_SCHEMA = "ocr-daemon/result/v1"
+ERROR_SCHEMA = "ocr-daemon/error/v1"
+
+
+# How long the lock on a document's ending lasts: far above an ending's few seconds, short
+# enough that a worker killed while holding it delays the document by a minute at most.
+ENDING_LOCK_SECONDS = 60.0
+
+
+def document_lock(rt: Runtime, doc: Doc) -> Lock:
+    """The lock every ending of ``doc`` (and its re-queueing) is decided and carried out under.
+    Waiting for it stays well inside the task's soft time limit; not getting it is retried."""
+    wait = min(ENDING_LOCK_SECONDS, rt.cfg.workers.soft_time_limit / 3)
+    return rt.store.lock(f"aggregate:{doc.doc_id}", timeout=ENDING_LOCK_SECONDS, wait=wait)
+
+
+def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:
+    """Carry out an ending that was decided and interrupted."""
+    with document_lock(rt, doc):
+        outcome = doc.outcome()
+        if not doc.dp.manifest.exists() or outcome is None:
+            return "gone"
+        return carry_out(rt, doc, plan, outcome)
+
+
+class ChunksMissing(Exception):
+    """Aggregate asked for before every chunk has ended (only the reaper may see this)."""
+
+
+def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
+    """Page records in page order (missing pages as empty, flagged) and chunk warnings."""
+    pages: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for spec in plan.chunks:
+        try:
+            result = atomic.read_json(doc.dp.chunk_result(spec.index))
+        except FileNotFoundError:
+            pages += [{"number": n, "text": "", "engine": None, "missing": True}
+                      for n in spec.pages]
+            continue
+        pages += result["pages"]
+        warnings += result.get("warnings", [])
+    return pages, warnings
+
+
+def _chunk_errors(doc: Doc, plan: Plan) -> list[dict[str, Any]]:
+    errors = []
+    for spec in plan.chunks:
+        path = error_file(doc, spec.index)
+        if path.exists():
+            errors.append({"index": spec.index, "pages": [spec.first_page, spec.last_page],
+                           "error": atomic.read_json(path)["error"]})
+    return errors
+
+
+def _document_error(plan: Plan, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A one-chunk document fails with its chunk's error; several share a code when they agree."""
+    first = errors[0]["error"]
+    if not plan.chunked:
+        return dict(first)
+    pages = errors[0]["pages"]
+    error = ChunksFailed(
+        f"{len(errors)} of {len(plan.chunks)} chunks failed; first, pages {pages[0]}-{pages[1]}: "
+        f"{first['message']}", hint=first.get("hint")).to_dict()
+    if len({e["error"]["code"] for e in errors}) == 1:  # the chunks' own code says more
+        error["code"] = first["code"]
+        error["retryable"] = all(e["error"].get("retryable") for e in errors)
+    return error
+
+
+def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
+    """Decide the ending from the chunk files on disk, then carry it out (under a lock)."""
+    with document_lock(rt, doc):
+        if not doc.dp.manifest.exists():
+            return "gone"
+        outcome = doc.outcome()
+        if outcome is None:
+            missing = pending_chunks(doc, plan)
+            if missing:
+                raise ChunksMissing(f"chunks {missing} have not ended")
+            errors = _chunk_errors(doc, plan)
+            if errors and doc.watch.on_chunk_failure == "fail":
+                outcome = decide(rt, doc, FAILED, error=_document_error(plan, errors),
+                                 chunk_errors=errors)
+            else:
+                lost = [f"pages {e['pages'][0]}-{e['pages'][1]} missing: {e['error']['message']}"
+                        for e in errors]
+                outcome = decide(rt, doc, COMPLETED, warnings=lost, chunk_errors=errors)
+        return carry_out(rt, doc, plan, outcome)
+
+
+def fail_document(rt: Runtime, doc: Doc, exc: OcrDaemonError, plan: Plan | None = None,
+                  state: str = FAILED) -> str:
+    """End a document as failed (or cancelled) with ``exc`` as its reason."""
+    with document_lock(rt, doc):
+        if not doc.dp.manifest.exists():
+            return "gone"
+        outcome = doc.outcome() or decide(rt, doc, state, error=exc.to_dict(),
+                                          chunk_errors=_chunk_errors(doc, plan) if plan else [])
+        return carry_out(rt, doc, plan, outcome)
+
+
+def decide(rt: Runtime, doc: Doc, state: str, **details: Any) -> dict[str, Any]:
+    out = doc.out
+    if state == COMPLETED:
+        target: Path | None = (free_name(out.archive, doc.manifest.name, doc.doc_id)
+                               if doc.watch.on_success == "archive" else None)
+    else:
+        target = free_name(out.failed, out.original_name, doc.doc_id)
+    outcome = {
+        "state": state,
+        "original_to": str(target.relative_to(doc.paths.root)) if target else None,
+        "decided_at": iso(rt.clock.time()),
+        **details,
+    }
+    atomic.write_json(doc.dp.outcome, outcome)
+    return outcome
+
+
+def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> str:
+    state: str = outcome["state"]
+    if outcome.get("duplicate_of"):
+        _skip(rt, doc, outcome)
+    elif state == COMPLETED and plan is not None:
+        _complete(rt, doc, plan, outcome)
+    else:
+        _fail(rt, doc, plan, outcome)
+    _remove_record(doc.dp.dir)
+    log.get(doc_id=doc.doc_id, watch=doc.watch.name).info(
+        "document_" + state, original_to=outcome["original_to"],
+        error=(outcome.get("error") or {}).get("code"))
+    metrics.finished(rt.store, doc.watch.name, state)
+    webhook.notify(rt, doc, state)  # queued after every terminal file is written; never raises
+    return state
+
+
+def skip_duplicate(rt: Runtime, doc: Doc, earlier: dict[str, Any]) -> str:
+    """`duplicates: skip`: the original is archived unprocessed; its sidecars name the earlier
+    document whose results already exist."""
+    with document_lock(rt, doc):
+        outcome = doc.outcome() or decide(rt, doc, COMPLETED, duplicate_of=earlier)
+        return carry_out(rt, doc, None, outcome)
+
+
+def _skip(rt: Runtime, doc: Doc, outcome: dict[str, Any]) -> None:
+    earlier = outcome["duplicate_of"]
+    now = iso(rt.clock.time())
+    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now, duplicate_of=earlier)
+    publish(rt, doc, None, wait=True)
+    _move_original(doc, outcome)
+    atomic.write_json(doc.out.result, {
+        "schema": RESULT_SCHEMA,
+        "doc_id": doc.doc_id,
+        "watch": doc.watch.name,
+        "source": source_info(doc.manifest, None),
+        "engine": None,
+        "pages": [],
+        "chunks": [],
+        "duplicate_of": earlier,
+        "started_at": outcome["decided_at"],
+        "finished_at": now,
+        "warnings": [f"duplicate of document {earlier['doc_id']} (results: "
+                     f"{earlier['result']}): not processed again"],
+    })
+
+
+def _remove_record(record: Path) -> None:
+    """Remove processing/<doc_id>/ in one step: renamed away first (a worker killed in the
+    middle of deleting it must not leave half a record behind), then deleted; housekeeping
+    finishes a deletion that was cut short."""
+    trash = record.parent / f"{TRASH_PREFIX}{record.name}"
+    try:
+        os.rename(record, trash)
+    except FileNotFoundError:
+        return  # removed by an earlier run of these steps
+    except OSError:
+        trash = record  # renaming refused (a late writer's file in it): delete in place
+    for _ in range(5):
+        shutil.rmtree(trash, ignore_errors=True)
+        if not trash.exists():
+            return
+        time.sleep(0.05)
+
+
+def _move_original(doc: Doc, outcome: dict[str, Any]) -> None:
+    if not doc.dp.source.exists():
+        return  # moved by an earlier, interrupted run of these steps
+    if outcome["original_to"] is None:
+        doc.dp.source.unlink()
+    else:
+        atomic.move(doc.dp.source, doc.paths.root / outcome["original_to"])
+
+
+def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> None:
+    out = doc.out
+    pages, warnings = _pages(doc, plan)
+    warnings = plan.warnings + warnings + outcome.get("warnings", [])
+    atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
+    now = iso(rt.clock.time())
+    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
+    publish(rt, doc, plan, wait=True)
+    live = rt.store.get(doc.doc_id)
+    attempts = {c.index: c.attempts for c in live.chunks} if live else {}
+    _move_original(doc, outcome)  # before the result: its presence means everything is done
+    atomic.write_json(out.result, {
+        "schema": RESULT_SCHEMA,
+        "doc_id": doc.doc_id,
+        "watch": doc.watch.name,
+        "source": source_info(doc.manifest, plan),
+        "engine": doc.watch.engine,
+        "pages": pages,
+        "chunks": [{"index": c.index, "pages": [c.first_page, c.last_page],
+                    "attempts": attempts.get(c.index)} for c in plan.chunks],
+        "chunk_errors": outcome.get("chunk_errors", []),
+        "text_file": out.text.name,
+        "started_at": plan.started_at,
+        "finished_at": now,
+        "warnings": warnings,
+    })
+
+
+def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> None:
+    """Original to failed/, partial text, progress; the error sidecar last (it marks the end)."""
+    out = doc.out
+    _move_original(doc, outcome)
+    if plan is not None:
+        pages, _ = _pages(doc, plan)
+        if any(not p.get("missing") for p in pages):
+            atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
+    now = iso(rt.clock.time())
+    state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
+    if doc.manifest.sha256:  # dropping it again must process it, not skip it as a duplicate
+        rt.store.forget_sha(doc.watch.name, doc.manifest.sha256, doc.doc_id)
+    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
+    publish(rt, doc, plan, wait=True)
+    atomic.write_json(out.error, {
+        "schema": ERROR_SCHEMA,
+        "doc_id": doc.doc_id,
+        "watch": doc.watch.name,
+        "state": state,
+        "source": source_info(doc.manifest, plan),
+        "original": outcome["original_to"],
+        "error": outcome["error"],
+        "chunk_errors": outcome.get("chunk_errors", []),
+        "partial_text": out.partial_text.name if out.partial_text.exists() else None,
+        "failed_at": now,
+    })

@@ -1,0 +1,43 @@
+"""Plan a document: sniff its type, validate it, and split large PDFs into chunk files."""
+
+from __future__ import annotations
+
+from ocr_daemon.clock import iso
+from ocr_daemon.config import WatchConfig
+from ocr_daemon.errors import TooLarge
+from ocr_daemon.formats import images, pdf
+from ocr_daemon.formats.sniff import PDF, sniff
+from ocr_daemon.record.disk import ChunkSpec, Plan
+from ocr_daemon.record.doc import Doc
+
+
+def page_ranges(pages: int, per_chunk: int) -> list[tuple[int, int]]:
+    return [(first, min(first + per_chunk - 1, pages)) for first in range(1, pages + 1, per_chunk)]
+
+
+def should_chunk(watch: WatchConfig, mime: str, pages: int, size: int) -> bool:
+    big = pages > watch.chunk_threshold_pages or size > watch.chunk_threshold_bytes
+    return mime == PDF and big and pages > watch.chunk_pages
+
+
+def make_plan(doc: Doc, now: float) -> Plan:
+    """Validate the source and decide how to process it; raises DocumentError on bad input."""
+    source = doc.dp.source
+    size = source.stat().st_size
+    if size > doc.watch.max_file_bytes:
+        raise TooLarge(f"the file has {size} bytes, more than max_file_bytes "
+                       f"({doc.watch.max_file_bytes})")
+    mime = sniff(source)
+    if mime == PDF:
+        pages = pdf.count_pages(source, doc.watch.max_pages)
+    else:
+        pages = images.count_frames(source, doc.watch.max_pages)
+    if not should_chunk(doc.watch, mime, pages, size):
+        return Plan(mime, pages, chunked=False, started_at=iso(now),
+                    chunks=[ChunkSpec(0, 1, pages, None)])
+    ranges = page_ranges(pages, doc.watch.chunk_pages)
+    specs = [ChunkSpec(i, first, last, doc.dp.chunk_file(i).name)
+             for i, (first, last) in enumerate(ranges)]
+    doc.dp.chunks.mkdir(exist_ok=True)
+    pdf.split(source, ranges, [doc.dp.chunks / s.file for s in specs if s.file])
+    return Plan(mime, pages, chunked=True, chunks=specs, started_at=iso(now))

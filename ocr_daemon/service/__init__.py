@@ -1,0 +1,1 @@
+"""Long-running processes (`run`, `watch`, systemd): supervisor, embedded Redis, notify, metrics."""
