@@ -106,7 +106,11 @@ def events(proc_output: str, name: str) -> list[dict[str, Any]]:
 def test_webhook_posts_the_final_progress_json_of_each_ending_signed(
         make_env: Callable[..., Env], receiver: Receiver, tmp_path: Path) -> None:
     url = receiver.url.replace("http://", "http://hook:pw%2F1@") + "/ok"  # Basic auth
-    env = make_env(watch={**CHUNKED, "webhook": {"url": url, "secret": SECRET}})
+    # One chunk in flight at a time: the 200-page document then runs for 20 windows, well
+    # past the few seconds a cancel command takes to start on a loaded machine (with every
+    # chunk in flight at once it ended before the cancel arrived).
+    env = make_env(watch={**CHUNKED, "chunks_in_flight": 1,
+                          "webhook": {"url": url, "secret": SECRET}})
     slow_stack(env, 0.4, "--failing-pages", "35")
     env.drop(pages_pdf(tmp_path / "good.pdf", 5))
     env.drop(pages_pdf(tmp_path / "bad.pdf", 40))
