@@ -95,10 +95,18 @@ def config_group() -> None:
 
 @config_group.command("check")
 @config_option
+@click.option("--create", is_flag=True,
+              help="Also create state_dir and the five folders of every watch.")
 @boundary
-def config_check(config_path: str | None) -> None:
-    """Validate the configuration and print it resolved, secrets masked."""
+def config_check(config_path: str | None, create: bool) -> None:
+    """Validate the configuration and print it resolved, secrets masked (creates nothing
+    unless --create)."""
     cfg = config_mod.load(config_path)
+    if create:
+        from ocr_daemon.record.layout import create_folders
+
+        for path in create_folders(cfg):
+            click.echo(f"# created {path}")
     click.echo(f"# {cfg.source}: valid")
     click.echo(yaml.safe_dump(config_mod.redacted(cfg), sort_keys=False, allow_unicode=True))
 

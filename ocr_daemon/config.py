@@ -29,6 +29,29 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+# The watch keys an engine's settings may take from engine_options (each is a field of at
+# least one engine settings model below: tests/test_config.py pins it).
+ENGINE_OPTIONS = frozenset({"model", "prompt", "languages", "dpi", "psm", "timeout",
+                            "max_output_tokens"})
+
+
+def _folder_problem(path: Path, *, writable: bool) -> str | None:
+    """Why ``path`` is not, and cannot become, a folder (None when it can). Nothing is
+    created: validating a configuration has no side effects (``record.layout.create_folders``
+    is the explicit step of the commands that need the folders)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        reason = "File exists" if probe == path else "Not a directory"
+        return f"not a directory and cannot be created ({reason})"
+    if probe != path and not os.access(probe, os.W_OK | os.X_OK):
+        return "not a directory and cannot be created (Permission denied)"
+    if probe == path and writable and not os.access(path, os.W_OK | os.X_OK):
+        return "directory is not writable by this user"
+    return None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -151,26 +174,18 @@ class WatchConfig(_Model):
     def _root(cls, v: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir", Path.cwd())
         root = (Path(base) / v.expanduser()).resolve()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"not a directory and cannot be created ({exc.strerror})") from None
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise ValueError("directory is not writable by this user")
+        problem = _folder_problem(root, writable=True)
+        if problem:
+            raise ValueError(problem)
         return root
 
     @field_validator("engine_options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"model", "prompt", "languages", "dpi", "psm", "timeout", "max_output_tokens"}
-        unknown = sorted(set(v) - allowed)
+        unknown = sorted(set(v) - ENGINE_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(ENGINE_OPTIONS)}")
         return v
-
-    @property
-    def folders(self) -> dict[str, Path]:
-        return {n: self.root / n for n in ("inbox", "processing", "outbox", "failed", "archive")}
 
 
 class Config(_Model):
@@ -191,10 +206,9 @@ class Config(_Model):
     def _state_dir(cls, v: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir", Path.cwd())
         path = (Path(base) / v.expanduser()).resolve()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"not a directory and cannot be created ({exc.strerror})") from None
+        problem = _folder_problem(path, writable=False)
+        if problem:
+            raise ValueError(problem)
         return path
 
     @model_validator(mode="after")

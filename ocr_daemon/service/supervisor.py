@@ -18,6 +18,7 @@ from ocr_daemon.delivery import broker
 from ocr_daemon.intake.dispatch import Dispatcher, celery_send
 from ocr_daemon.intake.reaper import Reaper
 from ocr_daemon.intake.watcher import Watcher
+from ocr_daemon.record.layout import create_folders
 from ocr_daemon.service import metrics, sdnotify
 from ocr_daemon.service.embedded_redis import EmbeddedRedis
 from ocr_daemon.service.procs import die_with_parent, instance_lock
@@ -168,6 +169,7 @@ class WorkersReady:
 
 def run(cfg: Config) -> int:
     """Everything on one host: embedded Redis (if configured), workers, watcher."""
+    create_folders(cfg)
     stopper = Stopper()
     stopper.install()
     with instance_lock(cfg.state_dir / "run.lock"):
@@ -208,6 +210,7 @@ def run(cfg: Config) -> int:
 
 def watch(cfg: Config) -> int:
     """The watcher alone (one systemd unit), against an external or already-running Redis."""
+    create_folders(cfg)
     stopper = Stopper()
     stopper.install()
     url = redis_conn.resolve_url(cfg)
