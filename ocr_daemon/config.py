@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from ocr_daemon.delivery.names import QUEUES, QueueName
 from ocr_daemon.errors import ConfigError
 
 CONFIG_ENV = "OCR_DAEMON_CONFIG"
@@ -76,7 +77,7 @@ class LoggingConfig(_Model):
 class WorkersConfig(_Model):
     concurrency: Annotated[int, Field(ge=0)] = 0  # 0: one process per CPU
     pool: Literal["prefork", "threads", "solo"] = "prefork"
-    queues: list[Literal["documents", "chunks", "default"]] = ["documents", "chunks", "default"]
+    queues: list[QueueName] = list(QUEUES)
     soft_time_limit: PositiveInt = 600
     time_limit: PositiveInt = 660
     max_retries: Annotated[int, Field(ge=0)] = 3
