@@ -31,7 +31,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 
 # The watch keys an engine's settings may take from engine_options (each is a field of at
-# least one engine settings model below: tests/test_config.py pins it).
+# least one engine settings model below: tests/test_one_source.py pins it).
 ENGINE_OPTIONS = frozenset({"model", "prompt", "languages", "dpi", "psm", "timeout",
                             "max_output_tokens"})
 
