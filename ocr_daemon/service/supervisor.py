@@ -19,7 +19,7 @@ from ocr_daemon.errors import ExitCode
 from ocr_daemon.intake.dispatch import Dispatcher, celery_sender
 from ocr_daemon.intake.reaper import Reaper
 from ocr_daemon.intake.watcher import Watcher
-from ocr_daemon.record.layout import create_folders
+from ocr_daemon.record.layout import WatchPaths, create_folders
 from ocr_daemon.service import metrics, sdnotify
 from ocr_daemon.service.embedded_redis import EmbeddedRedis
 from ocr_daemon.service.procs import die_with_parent, instance_lock
@@ -122,7 +122,8 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
                       reap_interval=min(30.0, cfg.stall_timeout / 4))
     watcher.start()
     for w in cfg.watches:
-        log.get(watch=w.name).info("watching", inbox=str(w.root / "inbox"), engine=w.engine)
+        log.get(watch=w.name).info("watching", inbox=str(WatchPaths.of(w).inbox),
+                                   engine=w.engine)
     watchdog = sdnotify.Watchdog()
     announced = False
     metrics_server = metrics.serve(cfg, rt.store)  # None unless metrics.enabled
@@ -134,7 +135,7 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
         if not announced and ready():
             announced = True
             sdnotify.notify("READY=1", "STATUS=watching " + ", ".join(
-                str(w.root / "inbox") for w in cfg.watches))
+                str(WatchPaths.of(w).inbox) for w in cfg.watches))
             log.get().info("ready")
         watchdog.ping()
 
