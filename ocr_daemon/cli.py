@@ -14,7 +14,7 @@ import yaml
 
 from ocr_daemon import config as config_mod
 from ocr_daemon import log
-from ocr_daemon.errors import ConfigError, OcrDaemonError
+from ocr_daemon.errors import ConfigError, ExitCode, OcrDaemonError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +31,8 @@ def _load(config_path: str | None) -> config_mod.Config:
 
 
 def boundary(fn: F) -> F:
-    """Our errors end the command with their message, hint and exit code; no traceback."""
+    """Our errors end the command with their message, hint and exit code (ExitCode); no
+    traceback."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,7 +42,7 @@ def boundary(fn: F) -> F:
             click.echo(f"ocr-daemon: {exc.message}", err=True)
             if exc.hint and exc.hint not in exc.message:
                 click.echo(f"  hint: {exc.hint}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(ExitCode(exc.exit_code))
 
     return wrapper  # type: ignore[return-value]
 
@@ -95,10 +96,18 @@ def config_group() -> None:
 
 @config_group.command("check")
 @config_option
+@click.option("--create", is_flag=True,
+              help="Also create state_dir and the five folders of every watch.")
 @boundary
-def config_check(config_path: str | None) -> None:
-    """Validate the configuration and print it resolved, secrets masked."""
+def config_check(config_path: str | None, create: bool) -> None:
+    """Validate the configuration and print it resolved, secrets masked (creates nothing
+    unless --create)."""
     cfg = config_mod.load(config_path)
+    if create:
+        from ocr_daemon.record.layout import create_folders
+
+        for path in create_folders(cfg):
+            click.echo(f"# created {path}")
     click.echo(f"# {cfg.source}: valid")
     click.echo(yaml.safe_dump(config_mod.redacted(cfg), sort_keys=False, allow_unicode=True))
 
@@ -214,11 +223,13 @@ def submit(config_path: str | None, watch_name: str | None, sub: str,
 def cancel(config_path: str | None, target: str) -> None:
     """Stop a queued or running document (DOC_ID, or the path of its original or a sidecar);
     it ends as cancelled, with its original in failed/."""
-    from ocr_daemon import runtime
+    from ocr_daemon import celery_app, runtime
     from ocr_daemon.commands.cancel import cancel as cancel_document
+    from ocr_daemon.delivery import webhook
 
     cfg = _load(config_path)
-    doc, state = cancel_document(runtime.build(cfg), target)
+    rt = runtime.build(cfg, on_end=[webhook.notifier(celery_app.configure(cfg))])
+    doc, state = cancel_document(rt, target)
     click.echo(f"{doc.doc_id} {doc.manifest.rel_path}: {state}; see {doc.out.error}")
 
 

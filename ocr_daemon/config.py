@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from ocr_daemon.delivery.names import QUEUES, QueueName
 from ocr_daemon.errors import ConfigError
 
 CONFIG_ENV = "OCR_DAEMON_CONFIG"
@@ -27,6 +28,29 @@ EngineName = Literal["auto", "pdftext", "tesseract", "gemini"]
 DEFAULT_PATTERNS = ["*.pdf", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
+
+
+# The watch keys an engine's settings may take from engine_options (each is a field of at
+# least one engine settings model below: tests/test_one_source.py pins it).
+ENGINE_OPTIONS = frozenset({"model", "prompt", "languages", "dpi", "psm", "timeout",
+                            "max_output_tokens"})
+
+
+def _folder_problem(path: Path, *, writable: bool) -> str | None:
+    """Why ``path`` is not, and cannot become, a folder (None when it can). Nothing is
+    created: validating a configuration has no side effects (``record.layout.create_folders``
+    is the explicit step of the commands that need the folders)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        reason = "File exists" if probe == path else "Not a directory"
+        return f"not a directory and cannot be created ({reason})"
+    if probe != path and not os.access(probe, os.W_OK | os.X_OK):
+        return "not a directory and cannot be created (Permission denied)"
+    if probe == path and writable and not os.access(path, os.W_OK | os.X_OK):
+        return "directory is not writable by this user"
+    return None
 
 
 class _Model(BaseModel):
@@ -53,7 +77,7 @@ class LoggingConfig(_Model):
 class WorkersConfig(_Model):
     concurrency: Annotated[int, Field(ge=0)] = 0  # 0: one process per CPU
     pool: Literal["prefork", "threads", "solo"] = "prefork"
-    queues: list[Literal["documents", "chunks", "default"]] = ["documents", "chunks", "default"]
+    queues: list[QueueName] = list(QUEUES)
     soft_time_limit: PositiveInt = 600
     time_limit: PositiveInt = 660
     max_retries: Annotated[int, Field(ge=0)] = 3
@@ -151,26 +175,18 @@ class WatchConfig(_Model):
     def _root(cls, v: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir", Path.cwd())
         root = (Path(base) / v.expanduser()).resolve()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"not a directory and cannot be created ({exc.strerror})") from None
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise ValueError("directory is not writable by this user")
+        problem = _folder_problem(root, writable=True)
+        if problem:
+            raise ValueError(problem)
         return root
 
     @field_validator("engine_options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"model", "prompt", "languages", "dpi", "psm", "timeout", "max_output_tokens"}
-        unknown = sorted(set(v) - allowed)
+        unknown = sorted(set(v) - ENGINE_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(ENGINE_OPTIONS)}")
         return v
-
-    @property
-    def folders(self) -> dict[str, Path]:
-        return {n: self.root / n for n in ("inbox", "processing", "outbox", "failed", "archive")}
 
 
 class Config(_Model):
@@ -191,10 +207,9 @@ class Config(_Model):
     def _state_dir(cls, v: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir", Path.cwd())
         path = (Path(base) / v.expanduser()).resolve()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"not a directory and cannot be created ({exc.strerror})") from None
+        problem = _folder_problem(path, writable=False)
+        if problem:
+            raise ValueError(problem)
         return path
 
     @model_validator(mode="after")

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from enum import IntEnum, unique
 from typing import Any, ClassVar
+
+
+@unique
+class ExitCode(IntEnum):
+    """What `ocr-daemon` exits with (README, "Exit codes"): one meaning per number."""
+
+    OK = 0
+    ERROR = 1  # an unexpected error (a bug), or a command that failed without a cause below
+    # The configuration is invalid; click exits 2 for a bad command line too: either way
+    # nothing was started, and the message names what to fix.
+    CONFIG_INVALID = 2
+    MISSING_DEPENDENCY = 3  # a program we need (redis-server, tesseract) is not installed
+    SERVICE_UNAVAILABLE = 4  # Redis cannot be reached
+    ALREADY_RUNNING = 5  # another `ocr-daemon run` holds this state_dir
+    NOT_FOUND = 6  # no such document (cancel, lookup)
+    INSTALL_REFUSED = 7  # install-systemd: an option cannot go into a unit file
 
 
 class OcrDaemonError(Exception):
@@ -19,13 +36,18 @@ class OcrDaemonError(Exception):
     # longest backoff, never counted against max_retries.
     waits: ClassVar[bool] = False
     hint: ClassVar[str] = "This is a bug in ocr-daemon: please report it with the logs."
-    exit_code: ClassVar[int] = 1
+    exit_code: ClassVar[ExitCode] = ExitCode.ERROR
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if hint is not None:
             self.hint = hint  # type: ignore[misc]
+
+    def should_retry(self, retries_left: bool) -> bool:
+        """The retry decision: a retryable error is tried again while retries are left; a
+        wait (``waits``) is tried again without end."""
+        return self.retryable and (retries_left or self.waits)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,7 +66,7 @@ class ConfigError(OcrDaemonError):
 
     code = "config_invalid"
     hint = "Fix the listed keys in the configuration file (see config/ocr-daemon.example.yaml)."
-    exit_code = 2
+    exit_code = ExitCode.CONFIG_INVALID
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -55,7 +77,7 @@ class MissingDependency(OcrDaemonError):
     """A program the daemon needs (redis-server, tesseract) is not installed."""
 
     code = "missing_dependency"
-    exit_code = 3
+    exit_code = ExitCode.MISSING_DEPENDENCY
 
 
 class NotFound(OcrDaemonError):
@@ -64,7 +86,7 @@ class NotFound(OcrDaemonError):
     code = "not_found"
     hint = ("Give a document id, the path of its original, or of one of its sidecars; "
             "`ocr-daemon status` lists the documents in flight.")
-    exit_code = 6
+    exit_code = ExitCode.NOT_FOUND
 
 
 class ServiceUnavailable(OcrDaemonError):
@@ -73,7 +95,35 @@ class ServiceUnavailable(OcrDaemonError):
     code = "service_unavailable"
     retryable = True
     hint = "Check that Redis is running and reachable at redis.url; work resumes when it is."
-    exit_code = 4
+    exit_code = ExitCode.SERVICE_UNAVAILABLE
+
+
+class AlreadyRunning(OcrDaemonError):
+    """Another `ocr-daemon run` holds the instance lock in this state_dir."""
+
+    code = "already_running"
+    hint = "Stop the other instance, or give this one its own state_dir."
+    exit_code = ExitCode.ALREADY_RUNNING
+
+
+class InstallError(OcrDaemonError):
+    """`install-systemd` cannot write units from these options (a bad name, a relative path)."""
+
+    code = "install_error"
+    hint = "See `ocr-daemon install-systemd --help`."
+    exit_code = ExitCode.INSTALL_REFUSED
+
+
+# --- a document's work in flight ---------------------------------------------------------
+
+
+class ChunksPending(OcrDaemonError):
+    """The ending was asked for while some chunks have not ended (a duplicate chunk delivery
+    fired a window's callback early): the ending task looks again a few seconds later."""
+
+    code = "chunks_pending"
+    retryable = True
+    hint = "Nothing to do: the document ends once its chunks have."
 
 
 # --- one document's input ----------------------------------------------------------------

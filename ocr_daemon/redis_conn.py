@@ -1,7 +1,10 @@
-"""Redis URLs and clients: the configured URL, the embedded server's URL, Celery's spelling."""
+"""Redis URLs and clients: the configured URL, the embedded server's URL, Celery's spelling;
+and the one place a Redis error becomes ServiceUnavailable."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -47,3 +50,13 @@ def client(url: str) -> redis.Redis:
         health_check_interval=30,
         retry_on_timeout=True,
     )
+
+
+@contextlib.contextmanager
+def unavailable(what: str = "Redis") -> Iterator[None]:
+    """Redis errors in the block (or the decorated function) become ServiceUnavailable
+    (retryable), with ``what`` saying what could not be reached."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"{what}: {exc}") from exc

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from kombu import Connection
 
-from ocr_daemon import celery_app  # noqa: F401  (installs the transport, as every process does)
+from ocr_daemon.delivery import transport
 from ocr_daemon.delivery.transport import Transport
 from tests.conftest import RedisServer
+
+transport.install()  # as every process does before its first broker connection
 
 
 def test_every_redis_broker_url_uses_our_transport() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,9 @@ import yaml
 
 from ocr_daemon import config
 from ocr_daemon.errors import ConfigError
+from ocr_daemon.record.layout import FOLDERS
+
+from .conftest import RedisServer
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -25,14 +30,15 @@ def problems(tmp_path: Path, data: object, environ: dict[str, str] | None = None
     return info.value.problems
 
 
-def test_minimal_config_gets_documented_defaults_and_creates_root(tmp_path: Path) -> None:
+def test_minimal_config_gets_documented_defaults_and_creates_nothing(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, {"watches": [{"name": "w", "root": "r"}]}), environ={})
     assert cfg.redis.url == "embedded"
     assert cfg.redis.key_prefix == "ocrd:"
     w = cfg.watches[0]
     assert (w.engine, w.chunk_pages, w.on_chunk_failure) == ("auto", 10, "fail")
-    assert w.root == (tmp_path / "r").resolve() and w.root.is_dir()  # relative to the file
+    assert w.root == (tmp_path / "r").resolve()  # relative to the file
     assert cfg.state_dir == (tmp_path / "state").resolve()
+    assert not w.root.exists() and not cfg.state_dir.exists()  # loading creates nothing
     assert cfg.engines.gemini.api_key_env == "GEMINI_API_KEY"
 
 
@@ -41,6 +47,24 @@ def test_root_that_cannot_be_created_names_its_key_path(tmp_path: Path) -> None:
     found = problems(tmp_path, {"watches": [{"name": "w", "root": str(tmp_path / "afile" / "r")}]})
     assert found == [
         "watches[0].root: not a directory and cannot be created (Not a directory)"]
+
+
+def test_root_under_a_read_only_folder_names_its_key_path(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if os.access(locked, os.W_OK):
+        pytest.skip("running as root: every folder is writable")
+    found = problems(tmp_path, {"watches": [{"name": "w", "root": str(locked / "r")}]})
+    assert found == [
+        "watches[0].root: not a directory and cannot be created (Permission denied)"]
+
+
+def test_root_that_is_a_file_names_its_key_path(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    found = problems(tmp_path, {"watches": [{"name": "w", "root": "afile"}],
+                                "state_dir": "afile/state"})
+    assert found == ["state_dir: not a directory and cannot be created (Not a directory)",
+                     "watches[0].root: not a directory and cannot be created (File exists)"]
 
 
 def test_unknown_key_and_bad_values_are_all_reported_with_paths(tmp_path: Path) -> None:
@@ -116,6 +140,34 @@ def test_config_check_prints_resolved_config_with_secrets_masked(tmp_path: Path)
     shown = yaml.safe_load(done.stdout)
     assert shown["engines"]["gemini"]["api_key"] == "***"
     assert shown["watches"][0]["root"] == str((tmp_path / "r").resolve())
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ocr_daemon", *args], capture_output=True,
+                          text=True, check=False)
+
+
+def test_config_check_and_status_create_no_folders(tmp_path: Path,
+                                                   redis_server: RedisServer) -> None:
+    path = write(tmp_path, {"redis": {"url": redis_server.url},
+                            "state_dir": "state", "watches": [{"name": "w", "root": "r"}]})
+    checked = run_cli("config", "check", "--config", str(path))
+    assert checked.returncode == 0, checked.stderr
+    shown = run_cli("status", "--json", "--worker-timeout", "0.2", "--config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["documents"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
+
+
+def test_config_check_create_makes_state_dir_and_the_five_folders(tmp_path: Path) -> None:
+    path = write(tmp_path, {"state_dir": "state", "watches": [{"name": "w", "root": "r"}]})
+    done = run_cli("config", "check", "--create", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "state").is_dir()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(FOLDERS)
+    assert f"# created {tmp_path.resolve() / 'r' / 'inbox'}" in done.stdout
+    again = run_cli("config", "check", "--create", "--config", str(path))
+    assert again.returncode == 0 and "# created" not in again.stdout
 
 
 def test_config_check_reports_problems_and_exits_2(tmp_path: Path) -> None:

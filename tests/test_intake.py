@@ -197,7 +197,7 @@ def test_two_watchers_on_one_inbox_process_every_file_exactly_once(
         env.start("watch", notify=listener)
     env.start("worker", "--concurrency", "2")
     staging = env.root / "staging"
-    staging.mkdir()
+    staging.mkdir(parents=True)  # the root too: loading the configuration created nothing
     for n in range(120):
         make_text_pdf(staging / f"s{n:03d}.pdf", [f"shared {n}"])
     for listener in listeners:

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from ocr_daemon.cli import main
 from ocr_daemon.delivery.worker_notify import heartbeat_interval, managed_here
+from ocr_daemon.errors import ExitCode
 from ocr_daemon.service import systemd_units
 
 from .conftest import PYTHON, Env, Proc, RedisServer, wait_for
@@ -138,6 +139,16 @@ def test_install_systemd_refuses_the_embedded_redis(make_env: Callable[..., Env]
                                        "--dir", str(tmp_path / "units")])
     assert result.exit_code == 2
     assert "redis.url: 'embedded' only works with `ocr-daemon run`" in result.output
+    assert not (tmp_path / "units").exists()
+
+
+def test_install_systemd_refuses_a_user_name_a_unit_cannot_hold_with_its_own_exit_code(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env()
+    result = CliRunner().invoke(main, ["install-systemd", "--config", str(env.config_path),
+                                       "--dir", str(tmp_path / "units"), "--user", "a b"])
+    assert result.exit_code == ExitCode.INSTALL_REFUSED == 7
+    assert "use letters, digits" in result.output
     assert not (tmp_path / "units").exists()
 
 

@@ -45,14 +45,15 @@ def in_flight(cfg: Config, target: str) -> Found:
         raise NotFound(f"{target} is not under the root of any watch")
     watch, paths, rel = located
     top, rest = rel.parts[0], Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path()
-    if top == "processing" and rest.parts and paths.doc(rest.parts[0]).manifest.exists():
+    if top == paths.processing.name and rest.parts and paths.doc(rest.parts[0]).manifest.exists():
         return Found(watch, paths, rest.parts[0])
-    if top in ("outbox", "failed") and path.name.endswith(".json") and path.exists():
+    sidecar = path.name.endswith(".json") and path.exists()
+    if top in (paths.outbox.name, paths.failed.name) and sidecar:
         doc_id = str(atomic.read_json(path).get("doc_id", ""))
         if paths.doc(doc_id).manifest.exists():
             return Found(watch, paths, doc_id)
         raise NotFound(f"document {doc_id} of {target} is not in flight (it has ended)")
-    if top == "inbox":
+    if top == paths.inbox.name:
         for entry in paths.doc_dirs():
             try:
                 manifest = Manifest.load(paths.doc(entry.name).manifest)

@@ -7,14 +7,12 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-from celery import Celery
 
-from ocr_daemon.celery_app import QUEUES
 from ocr_daemon.clock import iso
-from ocr_daemon.delivery.broker import PRIORITY_SEP
+from ocr_daemon.delivery.names import QUEUES, queue_keys
 from ocr_daemon.engines.gemini import guard as gemini_guard
 from ocr_daemon.errors import ServiceUnavailable
 from ocr_daemon.record.progress import percentage
@@ -27,6 +25,10 @@ from ocr_daemon.record.state import (
     StateStore,
     read_status,
 )
+from ocr_daemon.redis_conn import unavailable
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 POOLS = {"prefork": "prefork", "thread": "threads", "solo": "solo", "gevent": "gevent",
          "eventlet": "eventlet"}
@@ -79,13 +81,11 @@ def recent_failures(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
     """Recently ended documents that failed or were cancelled, newest first."""
     ids = list(dict.fromkeys(store.recent(RECENT_MAX)))  # an ending may be recorded twice
     fields = ["state", "watch", "name", "error", "finished_at"]
-    try:
+    with unavailable():
         pipe = store.r.pipeline(transaction=False)
         for doc_id in ids:
             pipe.hmget(store.doc_key(doc_id), fields)
         rows = pipe.execute() if ids else []
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis: {exc}") from exc
     out: list[dict[str, Any]] = []
     for doc_id, (state, watch, name, error, finished_at) in zip(ids, rows, strict=True):
         if state not in (FAILED, CANCELLED):
@@ -102,17 +102,14 @@ def recent_failures(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
 def queue_depths(client: redis.Redis, prefix: str) -> dict[str, dict[str, int]]:
     """Messages waiting in each Celery queue (priority sub-queues included) and those a
     worker has taken and not yet acknowledged (running, or waiting for a retry countdown)."""
-    names = {q: [f"{prefix}{q}", *(f"{prefix}{q}{PRIORITY_SEP}{n}" for n in range(1, 10))]
-             for q in QUEUES}
-    try:
+    names = {q: queue_keys(prefix, q) for q in QUEUES}
+    with unavailable():
         pipe = client.pipeline(transaction=False)
         for keys in names.values():
             for key in keys:
                 pipe.llen(key)
         pipe.hvals(f"{prefix}unacked")
         *lengths, unacked = pipe.execute()
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis: {exc}") from exc
     held: Counter[str] = Counter()
     for raw in unacked:
         try:
@@ -130,10 +127,8 @@ def queue_depths(client: redis.Redis, prefix: str) -> dict[str, dict[str, int]]:
 
 def engines(client: redis.Redis, prefix: str) -> dict[str, Any]:
     """Engine-wide flags: Gemini disabled (key rejected) or paused (daily quota)."""
-    try:
+    with unavailable():
         flags = gemini_guard.status(client, prefix)
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis: {exc}") from exc
     state = "disabled" if flags["disabled"] else "paused" if flags["paused"] else "ok"
     return {"gemini": {"state": state, **flags}}
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-from celery import Celery
 
 from ocr_daemon import log
-from ocr_daemon.celery_app import QUEUES
+from ocr_daemon.delivery.names import QUEUES, queue_keys
 
-PRIORITY_SEP = "\x06\x16"  # kombu's separator for priority sub-queues
-
-
-def queue_keys(prefix: str) -> list[str]:
-    return [f"{prefix}{q}" for q in QUEUES] + [
-        f"{prefix}{q}{PRIORITY_SEP}{n}" for q in QUEUES for n in range(1, 10)]
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,7 @@ def mentions(client: redis.Redis, prefix: str, doc_ids: set[str]) -> tuple[set[s
     if not doc_ids:
         return set(), []
     pipe = client.pipeline()
-    for key in queue_keys(prefix):
+    for key in (k for q in QUEUES for k in queue_keys(prefix, q)):
         pipe.lrange(key, 0, -1)
     queued: set[str] = set()
     for batch in pipe.execute():

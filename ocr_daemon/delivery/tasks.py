@@ -1,4 +1,8 @@
-"""Celery tasks: thin wrappers over plain functions; payloads are watch names, ids and indexes."""
+"""Celery tasks: thin wrappers over plain functions; payloads are watch names, ids and indexes.
+
+Task names come from delivery.names and never change (queued messages carry them); the
+module is registered on the app explicitly (names.TASK_MODULES).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,23 @@ from ocr_daemon import log, runtime
 from ocr_daemon.backoff import backoff
 from ocr_daemon.celery_app import app, current_config
 from ocr_daemon.clock import iso
+from ocr_daemon.delivery import names, webhook
 from ocr_daemon.engines.base import Engine, EngineContext
-from ocr_daemon.errors import OcrDaemonError, ServiceUnavailable, WorkerCrashed, describe
+from ocr_daemon.errors import (
+    ChunksPending,
+    OcrDaemonError,
+    ServiceUnavailable,
+    WorkerCrashed,
+    describe,
+)
 from ocr_daemon.pipeline import chunk as chunkwork
 from ocr_daemon.pipeline import finish
 from ocr_daemon.pipeline.chunk import ChunkOutcome
 from ocr_daemon.pipeline.start import start_document
+from ocr_daemon.pipeline.window import after_window, first_window
 from ocr_daemon.record import doc as docrecord
+from ocr_daemon.record.disk import Plan
+from ocr_daemon.record.doc import Doc
 from ocr_daemon.record.state import FAILED
 
 # task_id, watch, doc_id and chunk on every log line of a task (structlog contextvars).
@@ -35,7 +49,8 @@ def worker_runtime() -> runtime.Runtime:
     """One Runtime per process (built after fork: Redis connections are not shared)."""
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
-        _runtime = (os.getpid(), runtime.build(current_config(), engine_factory=engine_factory))
+        _runtime = (os.getpid(), runtime.build(current_config(), engine_factory=engine_factory,
+                                               on_end=[webhook.notifier(app)]))
     return _runtime[1]
 
 
@@ -73,7 +88,7 @@ def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
 
 # Results of documents live in their files; only chunk tasks keep a Celery result (the
 # chord's join reads them). Ignoring the others also spares the sender a result subscription.
-@app.task(bind=True, name="ocr_daemon.process_document", ignore_result=True)
+@app.task(bind=True, name=names.PROCESS_DOCUMENT, ignore_result=True)
 def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> None:
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
@@ -88,20 +103,20 @@ def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> No
             return
         if not plan.chunked:
             chunkwork.run_chunk(rt, doc, plan, 0, may_retry=_may_retry(self))
-            finish.aggregate(rt, doc, plan)
+            _end(self, rt, doc, plan)
             return
-        pending = docrecord.pending_chunks(doc, plan)  # a requeue redoes only what is missing
-        if not pending:
-            finish.aggregate(rt, doc, plan)
+        window = first_window(doc, plan)
+        if not window:
+            _end(self, rt, doc, plan)
             return
-        fan_out(watch, doc_id, pending[:doc.watch.chunks_in_flight])
+        fan_out(watch, doc_id, window)
     except OcrDaemonError as exc:
         if not exc.retryable:
             raise
         raise _retry(self, exc, rt, doc_id) from exc
 
 
-@app.task(bind=True, name="ocr_daemon.process_chunk")
+@app.task(bind=True, name=names.PROCESS_CHUNK)
 def process_chunk(self: Task, watch: str, doc_id: str, index: int,
                   waited: int = 0) -> dict[str, Any]:
     rt = worker_runtime()
@@ -115,7 +130,7 @@ def process_chunk(self: Task, watch: str, doc_id: str, index: int,
             return chunkwork.record_failure(rt, doc, plan, index, crashed.to_dict()).to_dict()
         return chunkwork.run_chunk(rt, doc, plan, index, may_retry=may_retry).to_dict()
     except Exception as exc:  # boundary: a chord member must return, or the aggregate never runs
-        if isinstance(exc, OcrDaemonError) and exc.retryable and (may_retry or exc.waits):
+        if isinstance(exc, OcrDaemonError) and exc.should_retry(may_retry):
             raise _retry(self, exc, rt, doc_id) from exc
         if isinstance(exc, ServiceUnavailable | redis.RedisError):
             raise  # Redis is away: the message comes back, or the reaper queues it again
@@ -128,20 +143,34 @@ def process_chunk(self: Task, watch: str, doc_id: str, index: int,
 
 
 def fan_out(watch: str, doc_id: str, window: list[int]) -> None:
-    """A chord of one window of chunks; its callback sends the next window, or aggregates.
-
-    Windows of `chunks_in_flight` keep a document's queued messages (and Redis memory)
-    bounded whatever its size, and let other documents' chunks in between.
-    """
+    """A chord of one window of chunks; its callback (window_done) sends the next window, or
+    ends the document (pipeline.window decides which)."""
     chord(
         group(process_chunk.s(watch, doc_id, index) for index in window),
-        aggregate_chunks.s(watch, doc_id, window),
+        window_done.s(watch, doc_id, window),
     ).apply_async()
 
 
-@app.task(bind=True, name="ocr_daemon.aggregate_chunks", max_retries=None, ignore_result=True)
-def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str,
-                     window: list[int] | None = None) -> str:
+def _end(task: Task, rt: runtime.Runtime, doc: Doc, plan: Plan) -> str:
+    """Aggregate; chunks not ended yet (finish.PENDING) mean a look again in a few seconds."""
+    state = finish.aggregate(rt, doc, plan)
+    if state == finish.PENDING:
+        raise task.retry(exc=ChunksPending(f"chunks {docrecord.pending_chunks(doc, plan)} of "
+                                           f"{doc.doc_id} have not ended"),
+                         countdown=5, max_retries=60)
+    return state
+
+
+# Named for what it was before it also sent the next window: the name must not change.
+@app.task(bind=True, name=names.WINDOW_DONE, max_retries=None, ignore_result=True)
+def window_done(self: Task, outcomes: list[dict[str, Any]], watch: str, doc_id: str,
+                window: list[int] | None = None) -> str:
+    """The callback of a window's chord: the next window, or the document's ending.
+
+    ``outcomes`` (the chunks' ChunkOutcome records, which the chord passes first) are not
+    read: the chunk files on disk are the record, and a duplicate delivery may fire the
+    chord before every chunk of the window has ended.
+    """
     rt = worker_runtime()
     doc = docrecord.load(rt, watch, doc_id)
     plan = doc.plan() if doc else None
@@ -150,16 +179,16 @@ def aggregate_chunks(self: Task, outcomes: list[dict[str, Any]], watch: str, doc
     try:
         if crashed := _crashed_too_often(self, rt):
             return finish.fail_document(rt, doc, crashed, plan)
-        pending = docrecord.pending_chunks(doc, plan)
-        if set(window or ()) & set(pending):
-            raise finish.ChunksMissing(f"chunks {sorted(set(window or ()) & set(pending))}")
-        if pending:
-            fan_out(watch, doc_id, pending[:doc.watch.chunks_in_flight])
-            return "next window"
-        return finish.aggregate(rt, doc, plan)
-    except finish.ChunksMissing as exc:  # a duplicate chunk delivery fired the chord early
-        raise self.retry(exc=exc, countdown=5, max_retries=60) from exc
+        step = after_window(doc, plan, window or [])
+        if not step.late:
+            if step.next:
+                fan_out(watch, doc_id, step.next)
+                return "next window"
+            return _end(self, rt, doc, plan)
     except OcrDaemonError as exc:
         if not exc.retryable:
             raise
         raise _retry(self, exc, rt, doc_id) from exc
+    # A duplicate chunk delivery fired the chord before these chunks ended: look again soon.
+    raise self.retry(exc=ChunksPending(f"chunks {step.late} of {doc_id} have not ended"),
+                     countdown=5, max_retries=60)

@@ -1,11 +1,14 @@
 """Webhooks: a POST of a document's final progress JSON when it ends, delivered by a Celery task.
 
-`notify` is called once the ending has been carried out (every terminal file written): it
-reads the final progress sidecar and queues `ocr_daemon.send_webhook` on the `default`
-queue, so that no worker, lock or document waits for the receiver. The task makes one POST
-per attempt (``timeout`` seconds), and retries 5xx, 408, 425, 429, timeouts and connection errors
-up to ``retries`` more times with backoff (``workers.retry_backoff``, doubling). A webhook
-that cannot be delivered is logged; it never changes the document's ending.
+`notifier(app)` is a "document ended" hook of the Runtime (runtime.EndHook), called once the
+ending has been carried out (every terminal file written): it reads the final progress
+sidecar and sends `ocr_daemon.send_webhook` by name (routed to the `default` queue), so that
+no worker, lock or document waits for the receiver. The ending logic never imports this
+module: the process that builds its Runtime (worker, watcher, `cancel`) hands the hook in.
+The task makes one POST per attempt (``timeout`` seconds), and retries 5xx, 408, 425, 429,
+timeouts and connection errors up to ``retries`` more times with backoff
+(``workers.retry_backoff``, doubling). A webhook that cannot be delivered is logged; it never
+changes the document's ending.
 
 Delivery is at least once (like every task): a receiver should treat ``doc_id`` + ``state``
 as the key of an event it may see twice.
@@ -28,17 +31,18 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from celery import Task
+from celery import Celery, Task
 
-from ocr_daemon import atomic, celery_app, log
+from ocr_daemon import atomic, log
 from ocr_daemon.backoff import backoff
 from ocr_daemon.celery_app import app, current_config
 from ocr_daemon.config import WebhookConfig
+from ocr_daemon.delivery.names import SEND_WEBHOOK
 from ocr_daemon.record.state import COMPLETED
 
 if TYPE_CHECKING:
     from ocr_daemon.record.doc import Doc
-    from ocr_daemon.runtime import Runtime
+    from ocr_daemon.runtime import EndHook, Runtime
 
 EVENT_HEADER = "X-OCR-Daemon-Event"
 DOC_HEADER = "X-OCR-Daemon-Doc-Id"
@@ -107,7 +111,7 @@ def post(hook: WebhookConfig, payload: dict[str, Any]) -> Attempt:
         return Attempt(False, False, f"{type(exc).__name__}: the URL is not usable")
 
 
-@app.task(bind=True, name="ocr_daemon.send_webhook", max_retries=None)
+@app.task(bind=True, name=SEND_WEBHOOK, max_retries=None)
 def send_webhook(self: Task, watch: str, payload: dict[str, Any]) -> str:
     """Deliver one webhook; retried by Celery with backoff while ``retries`` allow."""
     cfg = current_config()
@@ -131,17 +135,22 @@ def send_webhook(self: Task, watch: str, payload: dict[str, Any]) -> str:
     return "failed"
 
 
-def notify(rt: Runtime, doc: Doc, state: str) -> None:
-    """Queue the webhook of a document that has ended (no-op without one; never raises)."""
-    hook = doc.watch.webhook
-    if hook is None:
-        return
-    try:
-        if celery_app._config is None:  # a command (cancel) that never needed Celery before
-            celery_app.configure(rt.cfg)
-        out = doc.out
-        payload = atomic.read_json(out.progress if state == COMPLETED else out.failed_progress)
-        send_webhook.apply_async((doc.watch.name, payload), queue="default")
-    except Exception as exc:  # boundary: the document has ended whatever happens here
-        log.get(doc_id=doc.doc_id, watch=doc.watch.name).warning(
-            "webhook_not_queued", url=public_url(hook.url), error=f"{type(exc).__name__}: {exc}")
+def notifier(sender: Celery) -> EndHook:
+    """The "document ended" hook that queues the webhook of a document through ``sender``
+    (a configured app); a no-op for a watch without one; never raises."""
+
+    def notify(rt: Runtime, doc: Doc, state: str) -> None:
+        hook = doc.watch.webhook
+        if hook is None:
+            return
+        try:
+            out = doc.out
+            payload = atomic.read_json(out.progress if state == COMPLETED
+                                       else out.failed_progress)
+            sender.send_task(SEND_WEBHOOK, (doc.watch.name, payload))
+        except Exception as exc:  # boundary: the document has ended whatever happens here
+            log.get(doc_id=doc.doc_id, watch=doc.watch.name).warning(
+                "webhook_not_queued", url=public_url(hook.url),
+                error=f"{type(exc).__name__}: {exc}")
+
+    return notify

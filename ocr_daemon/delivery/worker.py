@@ -7,6 +7,8 @@ import os
 from ocr_daemon import celery_app, log
 from ocr_daemon.config import Config
 from ocr_daemon.delivery.worker_notify import WorkerNotifier, heartbeat_interval
+from ocr_daemon.errors import ExitCode
+from ocr_daemon.record.layout import create_folders
 
 
 def worker_argv(cfg: Config, queues: list[str] | None, concurrency: int | None,
@@ -29,9 +31,10 @@ def worker_argv(cfg: Config, queues: list[str] | None, concurrency: int | None,
 
 
 def run_worker(cfg: Config, queues: list[str] | None = None, concurrency: int | None = None,
-               pool: str | None = None, name: str | None = None) -> int:
+               pool: str | None = None, name: str | None = None) -> ExitCode:
     # Tesseract uses one thread per process: parallelism comes from the worker pool.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    create_folders(cfg)  # loading the configuration creates nothing
     app = celery_app.configure(cfg)
     # READY=1, WATCHDOG=1 and STOPPING=1 to systemd ($NOTIFY_SOCKET), from Celery's signals.
     notifier = WorkerNotifier(list(queues or cfg.workers.queues)).connect()
@@ -40,4 +43,4 @@ def run_worker(cfg: Config, queues: list[str] | None = None, concurrency: int | 
         app.worker_main([*quiet, *worker_argv(cfg, queues, concurrency, pool, name)])
     finally:
         notifier.stop()
-    return 0
+    return ExitCode.OK

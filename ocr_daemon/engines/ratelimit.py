@@ -24,8 +24,8 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from ocr_daemon import log
-from ocr_daemon.errors import ServiceUnavailable, TransientEngineError
+from ocr_daemon import redis_conn
+from ocr_daemon.errors import TransientEngineError
 
 MAX_TOKEN_SLOTS = 1000
 
@@ -70,7 +70,7 @@ class RateLimiter:
         cost = self._cost(tokens)
         started = time.monotonic()
         have_request = False
-        try:
+        with redis_conn.unavailable("the rate limiter cannot reach Redis"):
             while True:
                 if not self.limiter.test(self.tokens, self.name, "tokens", cost=cost):
                     wait = self._wait(self.tokens, "tokens")
@@ -89,6 +89,3 @@ class RateLimiter:
                         f"{wait:.1f}s, more than this request may wait", retry_after=wait)
                 # A little jitter, so workers woken together do not all race for one slot.
                 self.sleep(wait + random.uniform(0, min(0.05, wait)))
-        except redis.RedisError as exc:
-            log.get("ocr_daemon.engines.ratelimit").warning("ratelimit_redis_error", error=str(exc))
-            raise ServiceUnavailable(f"the rate limiter cannot reach Redis: {exc}") from exc

@@ -8,10 +8,11 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
+from ocr_daemon.delivery.names import PROCESS_DOCUMENT
 from ocr_daemon.errors import ServiceUnavailable
 from ocr_daemon.intake.claim import complete_claim
 from ocr_daemon.pipeline.finish import skip_duplicate
@@ -22,6 +23,9 @@ from ocr_daemon.record.state import QUEUED
 from ocr_daemon.runtime import Runtime
 from ocr_daemon.service import metrics
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 # A record younger than this may belong to a claim happening right now (maybe on another host).
 CLAIM_GRACE_SECONDS = 60.0
 # A claim not queued after this long is queued by the sweep (Redis was down, or a crash).
@@ -30,20 +34,24 @@ QUEUE_GRACE_SECONDS = 10.0
 Send = Callable[[str, str, str], None]  # (watch, doc_id, task_id)
 
 
-def celery_send(watch: str, doc_id: str, task_id: str) -> None:
-    """Send `process_document`; a broker that cannot be reached becomes ServiceUnavailable."""
-    from ocr_daemon.delivery.tasks import process_document  # the Celery app is configured by then
+def celery_sender(app: Celery) -> Send:
+    """Sends `process_document` by name through ``app`` (configured by the caller); a broker
+    that cannot be reached becomes ServiceUnavailable."""
 
-    try:
-        process_document.apply_async(
-            (watch, doc_id),
-            task_id=task_id,
-            ignore_result=True,  # no result subscription per document sent
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
-    except Exception as exc:  # boundary to kombu/redis: any failure to publish
-        raise ServiceUnavailable(f"cannot queue {doc_id}: {type(exc).__name__}: {exc}") from exc
+    def send(watch: str, doc_id: str, task_id: str) -> None:
+        try:
+            app.send_task(
+                PROCESS_DOCUMENT, (watch, doc_id),
+                task_id=task_id,
+                ignore_result=True,  # no result subscription per document sent
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            )
+        except Exception as exc:  # boundary to kombu/redis: any failure to publish
+            raise ServiceUnavailable(f"cannot queue {doc_id}: {type(exc).__name__}: {exc}"
+                                     ) from exc
+
+    return send
 
 
 class Dispatcher:

@@ -13,19 +13,20 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
-
-from ocr_daemon import atomic, celery_app, log
+from ocr_daemon import atomic, log, redis_conn
 from ocr_daemon.clock import Clock, iso
 from ocr_daemon.delivery import broker
-from ocr_daemon.errors import OcrDaemonError, ServiceUnavailable, Stalled
+from ocr_daemon.errors import OcrDaemonError, Stalled
 from ocr_daemon.pipeline.finish import document_lock, fail_document
 from ocr_daemon.record.disk import Manifest
 from ocr_daemon.record.doc import Doc, ensure_live
 from ocr_daemon.record.layout import WatchPaths
 from ocr_daemon.runtime import Runtime
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 # An unacknowledged message younger than this may not be registered in its worker yet.
 STRANDED_AFTER = 10.0
@@ -45,10 +46,11 @@ def last_activity(doc: Doc, live_ts: float | None) -> float:
 
 class Reaper:
     def __init__(self, rt: Runtime, requeue: Callable[[str, str, str], None],
-                 clock: Clock) -> None:
+                 clock: Clock, app: Celery | None = None) -> None:
         self.rt = rt
         self.requeue = requeue  # (watch, doc_id, task_id): sends process_document
         self.clock = clock
+        self.app = app  # asks the workers what they hold; None: no stranded messages handed back
 
     def stalled(self, paths: WatchPaths, stall: float | None = None) -> list[Doc]:
         """Documents of this watch with no progress for ``stall`` (stall_timeout) seconds."""
@@ -84,10 +86,8 @@ class Reaper:
         if not candidates:
             return 0
         ids = {d.doc_id for d in candidates}
-        try:
+        with redis_conn.unavailable():
             queued, held = broker.mentions(self.rt.store.r, self.rt.cfg.redis.key_prefix, ids)
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
         alive = queued | {d for d in ids for u in held if d in u.message}
         done = 0
         for doc in candidates:
@@ -103,19 +103,19 @@ class Reaper:
         """Messages held by no live worker (it was killed): back to their queues now, rather
         than after the broker's visibility timeout. Those of ended documents then run as
         no-ops and are gone."""
-        try:
+        if self.app is None:
+            return
+        with redis_conn.unavailable():
             held = broker.unacked(self.rt.store.r, self.rt.cfg.redis.key_prefix)
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"Redis: {exc}") from exc
         old = [u for u in held if self.clock.time() - u.delivered_at > STRANDED_AFTER]
         if not old:
             return
-        live = broker.live_task_ids(celery_app.app)
+        live = broker.live_task_ids(self.app)
         if live is None:
             return  # no worker answered: nothing to compare with
         stranded = [u for u in old if u.task_id not in live]
         if stranded:
-            broker.restore(celery_app.app, [u.tag for u in stranded])
+            broker.restore(self.app, [u.tag for u in stranded])
             log.get().warning("messages_restored", count=len(stranded),
                               tasks=[u.task_id for u in stranded])
 

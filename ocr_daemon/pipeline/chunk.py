@@ -74,7 +74,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     except OcrDaemonError as exc:
         metrics.engine_error(rt.store, doc.watch.engine, exc.code)
         chunk.error = describe(exc)
-        if exc.retryable and (may_retry or exc.waits):
+        if exc.should_retry(may_retry):
             chunk.state = QUEUED
             rt.store.set_chunk(doc.doc_id, chunk)
             _publish(rt, doc, plan)

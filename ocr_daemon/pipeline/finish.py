@@ -15,7 +15,6 @@ from typing import Any
 
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
-from ocr_daemon.delivery import webhook
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
 from ocr_daemon.record.disk import Plan
 from ocr_daemon.record.doc import Doc, error_file, pending_chunks, publish
@@ -23,7 +22,6 @@ from ocr_daemon.record.layout import TRASH_PREFIX, free_name
 from ocr_daemon.record.progress import source_info
 from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED, Lock
 from ocr_daemon.runtime import Runtime
-from ocr_daemon.service import metrics
 
 RESULT_SCHEMA = "ocr-daemon/result/v1"
 ERROR_SCHEMA = "ocr-daemon/error/v1"
@@ -48,10 +46,6 @@ def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:
         if not doc.dp.manifest.exists() or outcome is None:
             return "gone"
         return carry_out(rt, doc, plan, outcome)
-
-
-class ChunksMissing(Exception):
-    """Aggregate asked for before every chunk has ended (only the reaper may see this)."""
 
 
 def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
@@ -95,16 +89,21 @@ def _document_error(plan: Plan, errors: list[dict[str, Any]]) -> dict[str, Any]:
     return error
 
 
+# What aggregate returns when some chunks have not ended yet: nothing was decided (the
+# caller looks again later; a duplicate chunk delivery can fire a window's chord early).
+PENDING = "pending"
+
+
 def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
-    """Decide the ending from the chunk files on disk, then carry it out (under a lock)."""
+    """Decide the ending from the chunk files on disk, then carry it out (under a lock).
+    Returns the final state, "gone" (ended before), or PENDING (chunks have not ended)."""
     with document_lock(rt, doc):
         if not doc.dp.manifest.exists():
             return "gone"
         outcome = doc.outcome()
         if outcome is None:
-            missing = pending_chunks(doc, plan)
-            if missing:
-                raise ChunksMissing(f"chunks {missing} have not ended")
+            if pending_chunks(doc, plan):
+                return PENDING
             errors = _chunk_errors(doc, plan)
             if errors and doc.watch.on_chunk_failure == "fail":
                 outcome = decide(rt, doc, FAILED, error=_document_error(plan, errors),
@@ -156,8 +155,7 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
     log.get(doc_id=doc.doc_id, watch=doc.watch.name).info(
         "document_" + state, original_to=outcome["original_to"],
         error=(outcome.get("error") or {}).get("code"))
-    metrics.finished(rt.store, doc.watch.name, state)
-    webhook.notify(rt, doc, state)  # queued after every terminal file is written; never raises
+    rt.ended(doc, state)  # its hooks (metrics, webhook) once every terminal file is written
     return state
 
 

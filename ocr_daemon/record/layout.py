@@ -8,13 +8,37 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ocr_daemon import atomic
-from ocr_daemon.config import WatchConfig
+from ocr_daemon.config import Config, WatchConfig
 from ocr_daemon.errors import ConfigError
 
 FOLDERS = ("inbox", "processing", "outbox", "failed", "archive")
 TRASH_PREFIX = ".ocrd-removed-"  # a record being deleted (hidden: not a document)
 NAME_MAX = 255
 LONGEST_SUFFIX = ".progress.json"
+
+
+def create_folders(cfg: Config) -> list[Path]:
+    """Create state_dir and the five folders of every watch; return those it created.
+
+    The explicit step of `run`, `watch`, `worker` and `config check --create` (loading a
+    configuration creates nothing). Errors name the key path and the reason."""
+    created: list[Path] = []
+    try:
+        if not cfg.state_dir.is_dir():
+            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+            created.append(cfg.state_dir)
+    except OSError as exc:
+        raise ConfigError([f"state_dir: cannot be created ({exc.strerror})"]) from None
+    for i, watch in enumerate(cfg.watches):
+        paths = WatchPaths.of(watch)
+        missing = [f for f in paths.folders if not f.is_dir()]
+        try:
+            paths.ensure()
+        except OSError as exc:
+            raise ConfigError([f"watches[{i}].root: {exc.filename} cannot be created "
+                               f"({exc.strerror})"]) from None
+        created += missing
+    return created
 
 
 @dataclass(frozen=True)
@@ -36,7 +60,7 @@ class WatchPaths:
         """Create the five folders; refuse links and folders on another filesystem (a claim is
         an atomic rename, which only works within one filesystem)."""
         devices = set()
-        for folder in (self.inbox, self.processing, self.outbox, self.failed, self.archive):
+        for folder in self.folders:
             folder.mkdir(parents=True, exist_ok=True)
             st = os.lstat(folder)
             if not stat.S_ISDIR(st.st_mode):
@@ -45,6 +69,11 @@ class WatchPaths:
         if len(devices) > 1:
             raise ConfigError([f"watch {self.name}: inbox, processing, outbox, failed and "
                                f"archive under {self.root} must be on one filesystem"])
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The five folders, in the order of FOLDERS."""
+        return tuple(getattr(self, name) for name in FOLDERS)
 
     def doc(self, doc_id: str) -> DocPaths:
         return DocPaths(self.processing / doc_id)

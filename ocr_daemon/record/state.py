@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +12,7 @@ import redis.lock
 
 from ocr_daemon.clock import Clock, iso
 from ocr_daemon.errors import ServiceUnavailable
+from ocr_daemon.redis_conn import unavailable
 
 QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = (
     "queued", "processing", "completed", "failed", "cancelled",
@@ -134,15 +134,6 @@ def _doc_state(doc_id: str, fields: dict[str, str], entries: dict[str, str], don
                     done or "", {int(k): int(v) for k, v in retried.items()}, int(version or 0))
 
 
-@contextlib.contextmanager
-def _redis() -> Iterator[None]:
-    """Redis errors become ServiceUnavailable (retryable) at this one place."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(f"Redis: {exc}") from exc
-
-
 class Lock:
     """redis-py's lock with our errors; releasing a lock that has expired is not an error."""
 
@@ -150,11 +141,11 @@ class Lock:
         self.inner = inner
 
     def acquire(self, blocking: bool = True) -> bool:
-        with _redis():
+        with unavailable():
             return bool(self.inner.acquire(blocking=blocking))
 
     def release(self) -> None:
-        with contextlib.suppress(redis.exceptions.LockError), _redis():
+        with contextlib.suppress(redis.exceptions.LockError), unavailable():
             self.inner.release()
 
     def __enter__(self) -> Lock:
@@ -243,7 +234,7 @@ class StateStore:
                            op, index, payload, RECENT_MAX]
         for key, value in data.items():
             args += [key, value]
-        with _redis():
+        with unavailable():
             self._set_doc(keys=keys, args=args)
 
     def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
@@ -256,7 +247,7 @@ class StateStore:
                     done: list[int], failed: list[ChunkState]) -> None:
         """Record a plan's shape and what the disk says has ended (a redelivery keeps the
         entries already there)."""
-        with _redis():
+        with unavailable():
             pipe = self.r.pipeline()
             pipe.hset(self.doc_key(doc_id), mapping={
                 "total_chunks": total, "chunk_pages": per_chunk, "pages": pages})
@@ -270,7 +261,7 @@ class StateStore:
                   ttl: int) -> dict[str, Any] | None:
         """Remember ``sha256`` as ``record``'s; the earlier record when another holds it."""
         key = f"{self.prefix}sha:{watch}:{sha256}"
-        with _redis():
+        with unavailable():
             if self.r.set(key, json.dumps(record), nx=True, ex=ttl):
                 return None
             raw = self.r.get(key)
@@ -282,19 +273,19 @@ class StateStore:
     def forget_sha(self, watch: str, sha256: str, doc_id: str) -> None:
         """Forget a failed document's sha256, so that dropping it again processes it."""
         key = f"{self.prefix}sha:{watch}:{sha256}"
-        with _redis():
+        with unavailable():
             raw = self.r.get(key)
             if raw and json.loads(raw).get("doc_id") == doc_id:
                 self.r.delete(key)
 
     def forget_active(self, doc_id: str) -> None:
-        with _redis():
+        with unavailable():
             self.r.zrem(self.active_key, doc_id)
 
     def count_delivery(self, task_id: str, retries: int) -> int:
         """How many times this message (this task at this retry) has been delivered."""
         key = f"{self.prefix}deliveries:{task_id}:{retries}"
-        with _redis():
+        with unavailable():
             pipe = self.r.pipeline()
             pipe.incr(key)
             pipe.expire(key, self.ttl)
@@ -303,7 +294,7 @@ class StateStore:
 
     # reads -------------------------------------------------------------------------------
     def get(self, doc_id: str) -> DocState | None:
-        with _redis():
+        with unavailable():
             pipe = self.r.pipeline()
             pipe.hgetall(self.doc_key(doc_id))
             pipe.hgetall(self.chunks_key(doc_id))
@@ -316,7 +307,7 @@ class StateStore:
     def take_progress(self, doc_id: str, token: str,
                       hold_ms: int = 10_000) -> tuple[bool, DocState | None]:
         """Take the document's progress-writer lock and read its state in one round trip."""
-        with _redis():
+        with unavailable():
             reply = self._take(keys=[f"{self.prefix}lock:progress:{doc_id}",
                                      *self._keys(doc_id), self.version_key(doc_id)],
                                args=[token, hold_ms])
@@ -328,16 +319,16 @@ class StateStore:
 
     def give_progress(self, doc_id: str, token: str) -> int:
         """Release the progress-writer lock (if still ours); the version now."""
-        with _redis():
+        with unavailable():
             return int(self._give(keys=[f"{self.prefix}lock:progress:{doc_id}",
                                         self.version_key(doc_id)], args=[token]) or 0)
 
     def active(self) -> list[str]:
-        with _redis():
+        with unavailable():
             return [str(m) for m in self.r.zrange(self.active_key, 0, -1)]
 
     def recent(self, limit: int = 20) -> list[str]:
-        with _redis():
+        with unavailable():
             return [str(m) for m in self.r.lrange(self.recent_key, 0, limit - 1)]
 
 

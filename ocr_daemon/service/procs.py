@@ -11,7 +11,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from ocr_daemon.errors import OcrDaemonError
+from ocr_daemon.errors import AlreadyRunning
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,12 +26,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class AlreadyRunning(OcrDaemonError):
-    code = "already_running"
-    hint = "Stop the other instance, or give this one its own state_dir."
-    exit_code = 5
 
 
 @contextlib.contextmanager

@@ -14,10 +14,12 @@ from types import FrameType
 
 from ocr_daemon import celery_app, log, redis_conn, runtime
 from ocr_daemon.config import Config
-from ocr_daemon.delivery import broker
-from ocr_daemon.intake.dispatch import Dispatcher, celery_send
+from ocr_daemon.delivery import broker, webhook
+from ocr_daemon.errors import ExitCode
+from ocr_daemon.intake.dispatch import Dispatcher, celery_sender
 from ocr_daemon.intake.reaper import Reaper
 from ocr_daemon.intake.watcher import Watcher
+from ocr_daemon.record.layout import WatchPaths, create_folders
 from ocr_daemon.service import metrics, sdnotify
 from ocr_daemon.service.embedded_redis import EmbeddedRedis
 from ocr_daemon.service.procs import die_with_parent, instance_lock
@@ -111,15 +113,17 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
                 on_tick: Callable[[], None] | None = None,
                 ready: Callable[[], bool] = lambda: True) -> None:
     """Start the watcher, announce READY=1 once ``ready()`` holds, loop until stopped."""
-    celery_app.configure(cfg, url)
-    rt = runtime.build(cfg)
-    dispatcher = Dispatcher(rt, celery_send)
-    reaper = Reaper(rt, celery_send, rt.clock)
+    app = celery_app.configure(cfg, url)
+    rt = runtime.build(cfg, on_end=[webhook.notifier(app)])  # endings of duplicates skipped
+    send = celery_sender(app)
+    dispatcher = Dispatcher(rt, send)
+    reaper = Reaper(rt, send, rt.clock, app)
     watcher = Watcher(cfg.watches, dispatcher, rt.clock, reaper,
                       reap_interval=min(30.0, cfg.stall_timeout / 4))
     watcher.start()
     for w in cfg.watches:
-        log.get(watch=w.name).info("watching", inbox=str(w.root / "inbox"), engine=w.engine)
+        log.get(watch=w.name).info("watching", inbox=str(WatchPaths.of(w).inbox),
+                                   engine=w.engine)
     watchdog = sdnotify.Watchdog()
     announced = False
     metrics_server = metrics.serve(cfg, rt.store)  # None unless metrics.enabled
@@ -131,7 +135,7 @@ def _watch_loop(cfg: Config, url: str, stopper: Stopper,
         if not announced and ready():
             announced = True
             sdnotify.notify("READY=1", "STATUS=watching " + ", ".join(
-                str(w.root / "inbox") for w in cfg.watches))
+                str(WatchPaths.of(w).inbox) for w in cfg.watches))
             log.get().info("ready")
         watchdog.ping()
 
@@ -166,8 +170,9 @@ class WorkersReady:
         return self.done.is_set()
 
 
-def run(cfg: Config) -> int:
+def run(cfg: Config) -> ExitCode:
     """Everything on one host: embedded Redis (if configured), workers, watcher."""
+    create_folders(cfg)
     stopper = Stopper()
     stopper.install()
     with instance_lock(cfg.state_dir / "run.lock"):
@@ -203,14 +208,15 @@ def run(cfg: Config) -> int:
             if redis_server is not None:
                 redis_server.stop()
     log.get().info("stopped")
-    return 0
+    return ExitCode.OK
 
 
-def watch(cfg: Config) -> int:
+def watch(cfg: Config) -> ExitCode:
     """The watcher alone (one systemd unit), against an external or already-running Redis."""
+    create_folders(cfg)
     stopper = Stopper()
     stopper.install()
     url = redis_conn.resolve_url(cfg)
     with contextlib.suppress(KeyboardInterrupt):
         _watch_loop(cfg, url, stopper)
-    return 0
+    return ExitCode.OK

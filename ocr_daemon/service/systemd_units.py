@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from ocr_daemon import atomic
 from ocr_daemon.config import Config
-from ocr_daemon.errors import ConfigError, MissingDependency, OcrDaemonError
+from ocr_daemon.errors import ConfigError, InstallError, MissingDependency
 
 WATCH_UNIT = "ocr-daemon-watch.service"
 WORKER_UNIT = "ocr-daemon-worker@.service"
@@ -28,12 +28,6 @@ _TMPS = (Path("/tmp"), Path("/var/tmp"))
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9_.:@\\-]+\.(service|target|socket)$")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
-
-
-class InstallError(OcrDaemonError):
-    code = "install_error"
-    hint = "See `ocr-daemon install-systemd --help`."
-    exit_code = 2
 
 
 @dataclass(frozen=True)

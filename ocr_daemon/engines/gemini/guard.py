@@ -25,12 +25,12 @@ from typing import Any
 
 import redis
 
+from ocr_daemon import redis_conn
 from ocr_daemon.clock import iso
 from ocr_daemon.errors import (
     EnginePaused,
     EngineUnavailable,
     KeyRejected,
-    ServiceUnavailable,
     TransientEngineError,
 )
 
@@ -98,7 +98,7 @@ class Guard:
     def sending(self, max_wait: float) -> Iterator[float]:
         """Clear to send; yields the seconds it waited. One at a time while the key is new."""
         started = time.monotonic()
-        try:
+        with redis_conn.unavailable("cannot read the Gemini engine state in Redis"):
             while True:
                 if self._state():
                     yield time.monotonic() - started
@@ -116,9 +116,6 @@ class Guard:
                     raise TransientEngineError("another worker is still checking the Gemini "
                                                "API key", retry_after=5.0)
                 self.sleep(0.05)
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"cannot read the Gemini engine state in Redis: {exc}"
-                                     ) from exc
 
     def verified(self) -> None:
         self.r.set(self.verified_key, "1", ex=VERIFIED_FOR)
