@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ocr_daemon import atomic, log
+from ocr_daemon import log
 from ocr_daemon.clock import iso
 from ocr_daemon.errors import ServiceUnavailable
 from ocr_daemon.intake.claim import complete_claim
 from ocr_daemon.pipeline.finish import skip_duplicate
-from ocr_daemon.record.disk import Manifest
+from ocr_daemon.record.disk import DispatchNote, Manifest
 from ocr_daemon.record.doc import Doc
 from ocr_daemon.record.layout import TRASH_PREFIX, WatchPaths, release_stem
 from ocr_daemon.record.state import QUEUED
@@ -71,7 +71,7 @@ class Dispatcher:
         ``seen_at``: when the watcher first saw the file as it was claimed (pickup latency)."""
         dp = paths.doc(manifest.doc_id)
         logger = log.get(doc_id=manifest.doc_id, watch=paths.name)
-        previous = self.dispatch_record(dp.dispatch)
+        previous = DispatchNote.load(dp.dispatch)
         try:
             earlier = self._duplicate_of(paths, manifest)
             if earlier is not None:
@@ -86,11 +86,8 @@ class Dispatcher:
             # Written before the send (a fast worker may end the document and remove its
             # record right after it), taken back if the send fails. Not fsynced: a record
             # lost in a crash only means the sweep sends it again.
-            atomic.write_json(dp.dispatch, {
-                "task_id": task_id,
-                "queued_at": iso(self.clock.time()),
-                "attempts": previous.get("attempts", 0) + 1,
-            }, create_parents=False, durable=False)
+            DispatchNote(task_id, iso(self.clock.time()),
+                         previous.attempts + 1 if previous else 1).save(dp.dispatch)
             try:
                 self.send(paths.name, manifest.doc_id, task_id)
             except ServiceUnavailable:
@@ -102,14 +99,6 @@ class Dispatcher:
         logger.info("document_queued", name=manifest.name, task_id=task_id)
         metrics.pickup(self.store, paths.name, seen_at, self.clock.time())
         return True
-
-    @staticmethod
-    def dispatch_record(path: Path) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = atomic.read_json(path)
-            return data
-        except (FileNotFoundError, ValueError):
-            return {}
 
     def sweep(self, paths: WatchPaths) -> int:
         """Queue every claim in processing/ that was never queued; tidy abandoned claims."""
