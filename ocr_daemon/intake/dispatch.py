@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -108,14 +107,14 @@ class Dispatcher:
         for entry in paths.doc_dirs():
             dp = paths.doc(entry.name)
             if not dp.manifest.exists() and not dp.source.exists():
-                _drop_abandoned(paths, entry)  # what a kill left of a record being deleted
+                _drop_abandoned(paths, entry, self.clock.time())  # a deletion killed midway
                 continue
             if dp.dispatch.exists() or dp.outcome.exists():
                 continue
             if not dp.source.exists():
-                _drop_abandoned(paths, entry)
+                _drop_abandoned(paths, entry, self.clock.time())
                 continue
-            if _age(dp.manifest) < QUEUE_GRACE_SECONDS:
+            if _age(dp.manifest, self.clock.time()) < QUEUE_GRACE_SECONDS:
                 continue
             try:
                 manifest = Manifest.load(dp.manifest)
@@ -127,17 +126,17 @@ class Dispatcher:
         return queued
 
 
-def _age(path: Path) -> float:
+def _age(path: Path, now: float) -> float:
     try:
-        return time.time() - path.stat().st_mtime
+        return now - path.stat().st_mtime
     except OSError:
         return 0.0
 
 
-def _drop_abandoned(paths: WatchPaths, entry: Path) -> None:
+def _drop_abandoned(paths: WatchPaths, entry: Path, now: float) -> None:
     """A record without its original: a claim that lost the rename or crashed before it.
     Its record goes, and the output stem it had reserved is given back."""
-    if _age(entry) <= CLAIM_GRACE_SECONDS:
+    if _age(entry, now) <= CLAIM_GRACE_SECONDS:
         return
     with contextlib.suppress(OSError, ValueError, TypeError):
         manifest = Manifest.load(paths.doc(entry.name).manifest)

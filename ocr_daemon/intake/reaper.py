@@ -44,10 +44,10 @@ def last_activity(doc: Doc, live_ts: float | None) -> float:
 
 class Reaper:
     def __init__(self, rt: Runtime, requeue: Callable[[str, str, str], None],
-                 clock: Clock) -> None:
+                 clock: Clock | None = None) -> None:
         self.rt = rt
         self.requeue = requeue  # (watch, doc_id, task_id): sends process_document
-        self.clock = clock
+        self.clock = clock or rt.clock
 
     def stalled(self, paths: WatchPaths, stall: float | None = None) -> list[Doc]:
         """Documents of this watch with no progress for ``stall`` (stall_timeout) seconds."""
