@@ -10,7 +10,7 @@ import pytest
 from ocr_daemon.clock import iso
 from ocr_daemon.commands.status import gather
 from ocr_daemon.engines.gemini.guard import Guard
-from ocr_daemon.errors import EnginePaused
+from ocr_daemon.errors import EnginePaused, ServiceUnavailable
 from ocr_daemon.intake import housekeeping
 from ocr_daemon.intake.claim import claim
 from ocr_daemon.intake.dispatch import QUEUE_GRACE_SECONDS
@@ -60,3 +60,15 @@ def test_a_gemini_pause_is_timed_by_the_clock(redis_server: RedisServer,
     with pytest.raises(EnginePaused) as paused, guard.sending(max_wait=1):
         pass
     assert paused.value.retry_after == pytest.approx(100)
+
+
+def test_a_progress_writer_waiting_for_a_held_lock_gives_up_on_the_clock(
+        machine: Machine) -> None:
+    doc = machine.doc(machine.submit("held.pdf", 1))
+    assert doc is not None
+    held, _ = machine.rt.store.take_progress(doc.doc_id, "another-writer")
+    assert held
+    started = machine.clock.monotonic()
+    with pytest.raises(ServiceUnavailable, match="progress lock"):
+        machine.rt.progress.publish(doc.out, doc.manifest, None, wait=True)
+    assert machine.clock.monotonic() - started > 10  # its sleeps moved the fake clock
