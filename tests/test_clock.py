@@ -1,5 +1,4 @@
-"""Modules read time from the Runtime's clock: a fake clock moves the sweep, housekeeping,
-status and the Gemini pause, with no sleeping in the test."""
+"""A fake clock moves the sweep, housekeeping, status, progress waits and Gemini pauses."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The document state machine called step by step in this process (start, chunks, ending,
-reaper) against the test Redis, with a fake clock: each case takes well under a second."""
+"""Start, chunks, ending and reaper called step by step in this process, with a fake clock."""
 
 from __future__ import annotations
 

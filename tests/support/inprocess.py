@@ -1,5 +1,4 @@
-"""The document state machine run in this process: a real Redis, real folders, a fake clock,
-a tiny engine, and the sends of the dispatcher and the reaper captured instead of Celery."""
+"""The document state machine in this process: real Redis and folders, fake clock, tiny engine."""
 
 from __future__ import annotations
 
@@ -54,7 +53,8 @@ Sent = tuple[str, str, str]  # (watch, doc_id, task_id), what process_document w
 
 class Machine:
     """One watch's state machine: claim and queue files, start documents, run chunks, finish
-    and reap them, each step a direct call."""
+    and reap them, each step a direct call. What the dispatcher and the reaper would send to
+    Celery is captured in ``sent``."""
 
     def __init__(self, cfg: Config) -> None:
         self.clock = FakeClock()
