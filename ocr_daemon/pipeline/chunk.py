@@ -38,7 +38,7 @@ def _publish(rt: Runtime, doc: Doc, plan: Plan) -> None:
 
 def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
     if spec.file:  # a chunk file holds exactly this chunk's pages
-        path = doc.dp.chunks / spec.file
+        path = doc.dp.chunk_file(spec.index)
         pages = tuple(Page(n, i) for i, n in enumerate(spec.pages))
     else:
         path = doc.dp.source
