@@ -196,3 +196,17 @@ def test_a_crash_after_the_original_moved_ends_with_the_same_files(machine: Mach
     assert (sidecar["error"], sidecar["chunk_errors"]) == (error, chunk_errors)
     assert sidecar["original"] == "failed/scan.pdf"
     assert machine.files("processing") == [] and machine.files("outbox") == []
+
+
+def test_a_duplicate_is_skipped_with_its_ending_recorded_and_carried_out(
+        make_env: Callable[..., Env]) -> None:
+    m = Machine(make_env(watch={**WATCH, "duplicates": "skip"}).cfg)
+    first = m.submit("scan.pdf", PAGES)
+    assert m.deliver(first) == COMPLETED
+    second = m.submit("copy.pdf", PAGES)  # the same bytes under another name
+    assert [s[1] for s in m.sent] == [first]  # never queued: ended at once
+    result = read(m.paths.outbox / "copy.json")
+    assert result["duplicate_of"]["doc_id"] == first and result["pages"] == []
+    assert m.files("archive") == ["copy.pdf", "scan.pdf"]
+    assert m.files("processing") == [] and m.deliver(second) == "gone"
+    assert m.engine.calls == {n: 1 for n in range(1, PAGES + 1)}
