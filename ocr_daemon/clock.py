@@ -1,4 +1,5 @@
-"""Time as a collaborator: wall-clock timestamps for sidecars, monotonic time for waits."""
+"""Time as a collaborator: wall-clock timestamps for sidecars, monotonic time and sleeps for
+waits (a test's fake clock moves all three)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Protocol
 class Clock(Protocol):
     def time(self) -> float: ...
     def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:
@@ -18,6 +20,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def iso(ts: float) -> str:

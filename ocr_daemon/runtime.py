@@ -42,7 +42,7 @@ class Runtime:
 
     def engine(self, watch: WatchConfig) -> Engine:
         if watch.name not in self._engines:
-            ctx = EngineContext(self.cfg, watch, self.store.r, self.store.prefix)
+            ctx = EngineContext(self.cfg, watch, self.store.r, self.store.prefix, self.clock)
             self._engines[watch.name] = self.engine_factory(ctx)
         return self._engines[watch.name]
 

@@ -81,6 +81,7 @@ def real_300_pages(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_real_300_page_pdf_equals_direct_extraction_and_progress_advances(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)

@@ -186,6 +186,7 @@ def test_files_waiting_at_start_are_taken(make_env: Callable[..., Env], tmp_path
         assert env.wait_result(f"early{n}")["pages"][0]["text"] == f"early {n}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(redis={"url": "embedded"})
@@ -202,6 +203,7 @@ def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
     assert '"event": "stopped"' in proc.output()
 
 
+@pytest.mark.slow
 def test_dead_worker_is_replaced_and_work_continues(make_env: Callable[..., Env],
                                                     tmp_path: Path) -> None:
     env = make_env()

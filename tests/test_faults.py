@@ -34,6 +34,7 @@ def cli(env: Env, *args: str, check: bool = True) -> subprocess.CompletedProcess
                           capture_output=True, text=True, check=check, timeout=60)
 
 
+@pytest.mark.slow
 def test_poison_chunk_that_kills_its_worker_every_time_fails_after_the_cap(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED, workers={"max_redeliveries": 2})
@@ -183,6 +184,7 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_power_cut_of_the_whole_daemon_then_every_document_finishes_exactly_once(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(redis={"url": "embedded"},

@@ -344,6 +344,7 @@ def test_claims_left_in_processing_are_finished_after_a_crash_and_an_empty_redis
         env.run_daemon()
         for n in range(5):
             assert env.wait_result(f"c{n}", timeout=60)["pages"][0]["text"] == f"crash {n}"
-        assert not any(env.processing.iterdir())
+        # The result file is written last but one: the record is removed right after it.
+        wait_for(lambda: not any(env.processing.iterdir()), 10, what="records removed")
     finally:
         redis.stop()

@@ -166,7 +166,8 @@ def test_status_view_draws_a_progress_bar_and_chunk_errors_per_document() -> Non
         queues={"documents": {"waiting": 0, "unacked": 1},
                 "chunks": {"waiting": 5, "unacked": 2},
                 "default": {"waiting": 0, "unacked": 0}},
-        workers=[], recent_failures=[], engines={"gemini": {"state": "ok"}})
+        workers=[], recent_failures=[], engines={"gemini": {"state": "ok"}},
+        generated_at="2026-12-02T02:00:00.000Z")
     console = Console(record=True, width=160)
     console.print(render(look))
     text = console.export_text()

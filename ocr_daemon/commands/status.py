@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -43,7 +42,7 @@ class Status:
     workers: list[dict[str, Any]] | None  # None: not asked
     recent_failures: list[dict[str, Any]]
     engines: dict[str, Any]
-    generated_at: str = field(default_factory=lambda: iso(time.time()))
+    generated_at: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,4 +177,5 @@ def gather(store: StateStore, app: Celery | None = None, worker_timeout: float =
         workers=workers(app, worker_timeout) if app is not None else None,
         recent_failures=recent_failures(store, failures),
         engines=engines(client, prefix),
+        generated_at=iso(store.clock.time()),
     )

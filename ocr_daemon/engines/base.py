@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 from pydantic import BaseModel, ValidationError
 
+from ocr_daemon.clock import Clock, SystemClock
 from ocr_daemon.config import Config, WatchConfig
 from ocr_daemon.errors import EngineUnavailable
 
@@ -64,6 +65,7 @@ class EngineContext:
     watch: WatchConfig
     redis: redis.Redis | None = None
     prefix: str = "ocrd:"
+    clock: Clock = field(default_factory=SystemClock)  # the Runtime's: timestamps in Redis
 
 
 Factory = Callable[[EngineContext], Engine]

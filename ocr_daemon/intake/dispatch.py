@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocr_daemon import atomic, log
+from ocr_daemon import log
 from ocr_daemon.clock import iso
 from ocr_daemon.delivery.names import PROCESS_DOCUMENT
 from ocr_daemon.errors import ServiceUnavailable
 from ocr_daemon.intake.claim import complete_claim
 from ocr_daemon.pipeline.finish import skip_duplicate
-from ocr_daemon.record.disk import Manifest
+from ocr_daemon.record.disk import DispatchNote, Manifest
 from ocr_daemon.record.doc import Doc
 from ocr_daemon.record.layout import TRASH_PREFIX, WatchPaths, release_stem
 from ocr_daemon.record.state import QUEUED
@@ -79,7 +78,7 @@ class Dispatcher:
         ``seen_at``: when the watcher first saw the file as it was claimed (pickup latency)."""
         dp = paths.doc(manifest.doc_id)
         logger = log.get(doc_id=manifest.doc_id, watch=paths.name)
-        previous = self.dispatch_record(dp.dispatch)
+        previous = DispatchNote.load(dp.dispatch)
         try:
             earlier = self._duplicate_of(paths, manifest)
             if earlier is not None:
@@ -94,11 +93,8 @@ class Dispatcher:
             # Written before the send (a fast worker may end the document and remove its
             # record right after it), taken back if the send fails. Not fsynced: a record
             # lost in a crash only means the sweep sends it again.
-            atomic.write_json(dp.dispatch, {
-                "task_id": task_id,
-                "queued_at": iso(self.clock.time()),
-                "attempts": previous.get("attempts", 0) + 1,
-            }, create_parents=False, durable=False)
+            DispatchNote(task_id, iso(self.clock.time()),
+                         previous.attempts + 1 if previous else 1).save(dp.dispatch)
             try:
                 self.send(paths.name, manifest.doc_id, task_id)
             except ServiceUnavailable:
@@ -111,14 +107,6 @@ class Dispatcher:
         metrics.pickup(self.store, paths.name, seen_at, self.clock.time())
         return True
 
-    @staticmethod
-    def dispatch_record(path: Path) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = atomic.read_json(path)
-            return data
-        except (FileNotFoundError, ValueError):
-            return {}
-
     def sweep(self, paths: WatchPaths) -> int:
         """Queue every claim in processing/ that was never queued; tidy abandoned claims."""
         queued = 0
@@ -127,14 +115,14 @@ class Dispatcher:
         for entry in paths.doc_dirs():
             dp = paths.doc(entry.name)
             if not dp.manifest.exists() and not dp.source.exists():
-                _drop_abandoned(paths, entry)  # what a kill left of a record being deleted
+                _drop_abandoned(paths, entry, self.clock.time())  # a deletion killed midway
                 continue
             if dp.dispatch.exists() or dp.outcome.exists():
                 continue
             if not dp.source.exists():
-                _drop_abandoned(paths, entry)
+                _drop_abandoned(paths, entry, self.clock.time())
                 continue
-            if _age(dp.manifest) < QUEUE_GRACE_SECONDS:
+            if _age(dp.manifest, self.clock.time()) < QUEUE_GRACE_SECONDS:
                 continue
             try:
                 manifest = Manifest.load(dp.manifest)
@@ -146,17 +134,17 @@ class Dispatcher:
         return queued
 
 
-def _age(path: Path) -> float:
+def _age(path: Path, now: float) -> float:
     try:
-        return time.time() - path.stat().st_mtime
+        return now - path.stat().st_mtime
     except OSError:
         return 0.0
 
 
-def _drop_abandoned(paths: WatchPaths, entry: Path) -> None:
+def _drop_abandoned(paths: WatchPaths, entry: Path, now: float) -> None:
     """A record without its original: a claim that lost the rename or crashed before it.
     Its record goes, and the output stem it had reserved is given back."""
-    if _age(entry) <= CLAIM_GRACE_SECONDS:
+    if _age(entry, now) <= CLAIM_GRACE_SECONDS:
         return
     with contextlib.suppress(OSError, ValueError, TypeError):
         manifest = Manifest.load(paths.doc(entry.name).manifest)

@@ -4,7 +4,6 @@ as active in Redis whose record is gone from disk are dropped from the list."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from ocr_daemon import log
@@ -31,7 +30,7 @@ def stale_temp_files(folder: Path, now: float) -> list[Path]:
 
 def tidy(paths: WatchPaths, store: StateStore, now: float | None = None) -> int:
     """Remove stale temporary files of ours in the watch's folders; drop lost active entries."""
-    now = time.time() if now is None else now
+    now = store.clock.time() if now is None else now
     removed = 0
     for folder in (paths.inbox, paths.processing, paths.outbox, paths.failed, paths.archive):
         for path in stale_temp_files(folder, now):

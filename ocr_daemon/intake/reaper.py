@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ocr_daemon import atomic, log, redis_conn
+from ocr_daemon import log, redis_conn
 from ocr_daemon.clock import Clock, iso
 from ocr_daemon.delivery import broker
 from ocr_daemon.errors import OcrDaemonError, Stalled
 from ocr_daemon.pipeline.finish import document_lock, fail_document
-from ocr_daemon.record.disk import Manifest
+from ocr_daemon.record.disk import DispatchNote, Manifest
 from ocr_daemon.record.doc import Doc, ensure_live
 from ocr_daemon.record.layout import WatchPaths
 from ocr_daemon.runtime import Runtime
@@ -46,10 +46,10 @@ def last_activity(doc: Doc, live_ts: float | None) -> float:
 
 class Reaper:
     def __init__(self, rt: Runtime, requeue: Callable[[str, str, str], None],
-                 clock: Clock, app: Celery | None = None) -> None:
+                 clock: Clock | None = None, app: Celery | None = None) -> None:
         self.rt = rt
         self.requeue = requeue  # (watch, doc_id, task_id): sends process_document
-        self.clock = clock
+        self.clock = clock or rt.clock
         self.app = app  # asks the workers what they hold; None: no stranded messages handed back
 
     def stalled(self, paths: WatchPaths, stall: float | None = None) -> list[Doc]:
@@ -128,10 +128,10 @@ class Reaper:
         try:
             if not doc.dp.manifest.exists():
                 return 0  # it ended meanwhile
-            record = atomic.read_json(doc.dp.dispatch)
-            attempts = int(record.get("attempts", 1))
+            note = DispatchNote.load(doc.dp.dispatch)  # torn by a crash: counts as one
+            attempts = note.attempts if note else 1
             if attempts < self.rt.cfg.max_document_attempts:
-                self._requeue(doc, record, attempts)
+                self._requeue(doc, attempts)
                 return 1
         finally:
             lock.release()
@@ -143,17 +143,15 @@ class Reaper:
             "time (a worker crashing on it, or Redis losing its queues)"), doc.plan())
         return 1
 
-    def _requeue(self, doc: Doc, record: dict[str, Any], attempts: int) -> None:
+    def _requeue(self, doc: Doc, attempts: int) -> None:
         logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, attempts=attempts)
         stall = self.rt.cfg.stall_timeout
         ensure_live(self.rt, doc, doc.plan())
         task_id = str(uuid.uuid4())
         # Recorded before the send, never creating the record again: the task may run and
         # end the document (removing its record) before a write after the send.
-        atomic.write_json(doc.dp.dispatch, {
-            **record, "task_id": task_id, "queued_at": iso(self.clock.time()),
-            "attempts": attempts + 1,
-        }, create_parents=False)
+        DispatchNote(task_id, iso(self.clock.time()), attempts + 1).save(doc.dp.dispatch,
+                                                                          durable=True)
         self.rt.store.set_doc(doc.doc_id, task_id=task_id, requeued_at=iso(self.clock.time()))
         self.requeue(doc.watch.name, doc.doc_id, task_id)
         logger.warning("document_requeued", reason=f"no progress for {stall:.0f} s",

@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ocr_daemon import atomic, log
+from ocr_daemon import log
 from ocr_daemon.clock import iso
 from ocr_daemon.engines.base import Page, PageRequest
 from ocr_daemon.errors import OcrDaemonError, describe
-from ocr_daemon.record.disk import ChunkSpec, Plan
-from ocr_daemon.record.doc import Doc, ensure_live, error_file, publish
+from ocr_daemon.record.disk import ChunkError, ChunkResult, ChunkSpec, Plan
+from ocr_daemon.record.doc import Doc, ensure_live, publish
 from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
 from ocr_daemon.runtime import Runtime
 from ocr_daemon.service import metrics
-
-RESULT_SCHEMA = "ocr-daemon/chunk-result/v1"
 
 
 @dataclass
@@ -40,7 +38,7 @@ def _publish(rt: Runtime, doc: Doc, plan: Plan) -> None:
 
 def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
     if spec.file:  # a chunk file holds exactly this chunk's pages
-        path = doc.dp.chunks / spec.file
+        path = doc.dp.chunk_file(spec.index)
         pages = tuple(Page(n, i) for i, n in enumerate(spec.pages))
     else:
         path = doc.dp.source
@@ -54,8 +52,8 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index)
     if doc.dp.chunk_result(index).exists():
         return ChunkOutcome(index, COMPLETED)
-    if error_file(doc, index).exists():
-        return ChunkOutcome(index, FAILED, atomic.read_json(error_file(doc, index))["error"])
+    if doc.dp.chunk_error(index).exists():
+        return ChunkOutcome(index, FAILED, ChunkError.load(doc.dp.chunk_error(index)).error)
     live = ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
     chunk = live.chunk(index)
     chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
@@ -65,12 +63,8 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     started = rt.clock.monotonic()
     try:
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
-        atomic.write_json(doc.dp.chunk_result(index), {
-            "schema": RESULT_SCHEMA,
-            "index": index,
-            "pages": [asdict(p) for p in extraction.pages],
-            "warnings": extraction.warnings,
-        }, create_parents=False)
+        ChunkResult(index, [asdict(p) for p in extraction.pages],
+                    extraction.warnings).save(doc.dp.chunk_result(index))
     except OcrDaemonError as exc:
         metrics.engine_error(rt.store, doc.watch.engine, exc.code)
         chunk.error = describe(exc)
@@ -94,8 +88,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
 def record_failure(rt: Runtime, doc: Doc, plan: Plan, index: int,
                    error: dict[str, Any]) -> ChunkOutcome:
     """A chunk failed for good: the error file on disk first (the aggregate reads it)."""
-    atomic.write_json(error_file(doc, index), {"index": index, "error": error},
-                      create_parents=False)
+    ChunkError(index, error).save(doc.dp.chunk_error(index))
     spec = plan.chunks[index]
     log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index).warning("chunk_failed", **error)
     live = rt.store.get(doc.doc_id)

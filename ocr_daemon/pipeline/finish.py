@@ -16,8 +16,8 @@ from typing import Any
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
-from ocr_daemon.record.disk import Plan
-from ocr_daemon.record.doc import Doc, error_file, pending_chunks, publish
+from ocr_daemon.record.disk import ChunkError, ChunkResult, Outcome, Plan
+from ocr_daemon.record.doc import Doc, pending_chunks, publish
 from ocr_daemon.record.layout import TRASH_PREFIX, free_name
 from ocr_daemon.record.progress import source_info
 from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED, Lock
@@ -54,23 +54,23 @@ def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
     warnings: list[str] = []
     for spec in plan.chunks:
         try:
-            result = atomic.read_json(doc.dp.chunk_result(spec.index))
+            result = ChunkResult.load(doc.dp.chunk_result(spec.index))
         except FileNotFoundError:
             pages += [{"number": n, "text": "", "engine": None, "missing": True}
                       for n in spec.pages]
             continue
-        pages += result["pages"]
-        warnings += result.get("warnings", [])
+        pages += result.pages
+        warnings += result.warnings
     return pages, warnings
 
 
 def _chunk_errors(doc: Doc, plan: Plan) -> list[dict[str, Any]]:
     errors = []
     for spec in plan.chunks:
-        path = error_file(doc, spec.index)
+        path = doc.dp.chunk_error(spec.index)
         if path.exists():
             errors.append({"index": spec.index, "pages": [spec.first_page, spec.last_page],
-                           "error": atomic.read_json(path)["error"]})
+                           "error": ChunkError.load(path).error})
     return errors
 
 
@@ -126,26 +126,30 @@ def fail_document(rt: Runtime, doc: Doc, exc: OcrDaemonError, plan: Plan | None 
         return carry_out(rt, doc, plan, outcome)
 
 
-def decide(rt: Runtime, doc: Doc, state: str, **details: Any) -> dict[str, Any]:
+def decide(rt: Runtime, doc: Doc, state: str, *, error: dict[str, Any] | None = None,
+           chunk_errors: list[dict[str, Any]] | None = None, warnings: list[str] | None = None,
+           duplicate_of: dict[str, Any] | None = None) -> Outcome:
+    """Decide the ending and record it on disk (fsynced) before any of it is carried out."""
     out = doc.out
     if state == COMPLETED:
         target: Path | None = (free_name(out.archive, doc.manifest.name, doc.doc_id)
                                if doc.watch.on_success == "archive" else None)
     else:
         target = free_name(out.failed, out.original_name, doc.doc_id)
-    outcome = {
-        "state": state,
-        "original_to": str(target.relative_to(doc.paths.root)) if target else None,
-        "decided_at": iso(rt.clock.time()),
-        **details,
-    }
-    atomic.write_json(doc.dp.outcome, outcome)
+    outcome = Outcome(
+        state=state,
+        original_to=str(target.relative_to(doc.paths.root)) if target else None,
+        decided_at=iso(rt.clock.time()),
+        error=error, chunk_errors=chunk_errors or [], warnings=warnings or [],
+        duplicate_of=duplicate_of,
+    )
+    outcome.save(doc.dp.outcome)
     return outcome
 
 
-def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> str:
-    state: str = outcome["state"]
-    if outcome.get("duplicate_of"):
+def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: Outcome) -> str:
+    state = outcome.state
+    if outcome.duplicate_of:
         _skip(rt, doc, outcome)
     elif state == COMPLETED and plan is not None:
         _complete(rt, doc, plan, outcome)
@@ -153,8 +157,8 @@ def carry_out(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any])
         _fail(rt, doc, plan, outcome)
     _remove_record(doc.dp.dir)
     log.get(doc_id=doc.doc_id, watch=doc.watch.name).info(
-        "document_" + state, original_to=outcome["original_to"],
-        error=(outcome.get("error") or {}).get("code"))
+        "document_" + state, original_to=outcome.original_to,
+        error=(outcome.error or {}).get("code"))
     rt.ended(doc, state)  # its hooks (metrics, webhook) once every terminal file is written
     return state
 
@@ -167,8 +171,8 @@ def skip_duplicate(rt: Runtime, doc: Doc, earlier: dict[str, Any]) -> str:
         return carry_out(rt, doc, None, outcome)
 
 
-def _skip(rt: Runtime, doc: Doc, outcome: dict[str, Any]) -> None:
-    earlier = outcome["duplicate_of"]
+def _skip(rt: Runtime, doc: Doc, outcome: Outcome) -> None:
+    earlier = outcome.duplicate_of or {}
     now = iso(rt.clock.time())
     rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now, duplicate_of=earlier)
     publish(rt, doc, None, wait=True)
@@ -182,7 +186,7 @@ def _skip(rt: Runtime, doc: Doc, outcome: dict[str, Any]) -> None:
         "pages": [],
         "chunks": [],
         "duplicate_of": earlier,
-        "started_at": outcome["decided_at"],
+        "started_at": outcome.decided_at,
         "finished_at": now,
         "warnings": [f"duplicate of document {earlier['doc_id']} (results: "
                      f"{earlier['result']}): not processed again"],
@@ -207,19 +211,19 @@ def _remove_record(record: Path) -> None:
         time.sleep(0.05)
 
 
-def _move_original(doc: Doc, outcome: dict[str, Any]) -> None:
+def _move_original(doc: Doc, outcome: Outcome) -> None:
     if not doc.dp.source.exists():
         return  # moved by an earlier, interrupted run of these steps
-    if outcome["original_to"] is None:
+    if outcome.original_to is None:
         doc.dp.source.unlink()
     else:
-        atomic.move(doc.dp.source, doc.paths.root / outcome["original_to"])
+        atomic.move(doc.dp.source, doc.paths.root / outcome.original_to)
 
 
-def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> None:
+def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
     out = doc.out
     pages, warnings = _pages(doc, plan)
-    warnings = plan.warnings + warnings + outcome.get("warnings", [])
+    warnings = plan.warnings + warnings + outcome.warnings
     atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
     rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
@@ -236,7 +240,7 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
         "pages": pages,
         "chunks": [{"index": c.index, "pages": [c.first_page, c.last_page],
                     "attempts": attempts.get(c.index)} for c in plan.chunks],
-        "chunk_errors": outcome.get("chunk_errors", []),
+        "chunk_errors": outcome.chunk_errors,
         "text_file": out.text.name,
         "started_at": plan.started_at,
         "finished_at": now,
@@ -244,7 +248,7 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
     })
 
 
-def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> None:
+def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: Outcome) -> None:
     """Original to failed/, partial text, progress; the error sidecar last (it marks the end)."""
     out = doc.out
     _move_original(doc, outcome)
@@ -253,10 +257,10 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> 
         if any(not p.get("missing") for p in pages):
             atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
-    state = outcome["state"] if outcome["state"] in (FAILED, CANCELLED) else FAILED
+    state = outcome.state if outcome.state in (FAILED, CANCELLED) else FAILED
     if doc.manifest.sha256:  # dropping it again must process it, not skip it as a duplicate
         rt.store.forget_sha(doc.watch.name, doc.manifest.sha256, doc.doc_id)
-    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome["error"])
+    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome.error)
     publish(rt, doc, plan, wait=True)
     atomic.write_json(out.error, {
         "schema": ERROR_SCHEMA,
@@ -264,9 +268,9 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: dict[str, Any]) -> 
         "watch": doc.watch.name,
         "state": state,
         "source": source_info(doc.manifest, plan),
-        "original": outcome["original_to"],
-        "error": outcome["error"],
-        "chunk_errors": outcome.get("chunk_errors", []),
+        "original": outcome.original_to,
+        "error": outcome.error,
+        "chunk_errors": outcome.chunk_errors,
         "partial_text": out.partial_text.name if out.partial_text.exists() else None,
         "failed_at": now,
     })

@@ -39,5 +39,5 @@ def make_plan(doc: Doc, now: float) -> Plan:
     specs = [ChunkSpec(i, first, last, doc.dp.chunk_file(i).name)
              for i, (first, last) in enumerate(ranges)]
     doc.dp.chunks.mkdir(exist_ok=True)
-    pdf.split(source, ranges, [doc.dp.chunks / s.file for s in specs if s.file])
+    pdf.split(source, ranges, [doc.dp.chunk_file(s.index) for s in specs])
     return Plan(mime, pages, chunked=True, chunks=specs, started_at=iso(now))

@@ -1,4 +1,4 @@
-"""The on-disk record of a claimed document: manifest (who and what) and plan (how)."""
+"""The on-disk record of a claimed document: manifest, plan, dispatch note, chunks, outcome."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ocr_daemon import atomic
 
 MANIFEST_SCHEMA = "ocr-daemon/manifest/v1"
 PLAN_SCHEMA = "ocr-daemon/plan/v1"
+CHUNK_RESULT_SCHEMA = "ocr-daemon/chunk-result/v1"
 
 
 def new_doc_id(now: float | None = None) -> str:
@@ -83,3 +84,100 @@ class Plan:
         data.pop("schema", None)
         data["chunks"] = [ChunkSpec(**c) for c in data["chunks"]]
         return cls(**data)
+
+
+@dataclass
+class DispatchNote:
+    """``dispatch.json``: the document was sent to the queue (task id, when, how many times).
+
+    The dispatcher writes the first one before its send; the reaper rewrites it before each
+    re-send. Its ``attempts`` count is what caps the reaper's re-queues."""
+
+    task_id: str
+    queued_at: str
+    attempts: int = 1
+
+    def save(self, path: Path, durable: bool = False) -> None:
+        # Never creates the record's folder: an ending may have removed it meanwhile.
+        atomic.write_json(path, asdict(self), create_parents=False, durable=durable)
+
+    @classmethod
+    def load(cls, path: Path) -> DispatchNote | None:
+        """The note, or None when there is none or it is torn (a crash while not fsynced)."""
+        try:
+            data = atomic.read_json(path)
+            return cls(task_id=str(data["task_id"]), queued_at=str(data.get("queued_at", "")),
+                       attempts=int(data.get("attempts", 1)))
+        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+@dataclass
+class Outcome:
+    """``outcome.json``: a document's ending, decided and recorded before it is carried out."""
+
+    state: str  # completed | failed | cancelled
+    original_to: str | None  # where the original goes, relative to the watch root
+    decided_at: str
+    error: dict[str, Any] | None = None  # failed or cancelled: why
+    chunk_errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duplicate_of: dict[str, Any] | None = None  # `duplicates: skip`: the earlier document
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: v for k, v in data.items()
+                if not (v is None and k in ("error", "duplicate_of"))}
+
+    def save(self, path: Path) -> None:
+        atomic.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> Outcome | None:
+        """The decided ending, or None when none was decided yet."""
+        try:
+            data = atomic.read_json(path)
+        except FileNotFoundError:
+            return None
+        return cls(state=data["state"], original_to=data.get("original_to"),
+                   decided_at=data.get("decided_at", ""), error=data.get("error"),
+                   chunk_errors=list(data.get("chunk_errors") or []),
+                   warnings=list(data.get("warnings") or []),
+                   duplicate_of=data.get("duplicate_of"))
+
+
+@dataclass
+class ChunkResult:
+    """``results/<index>.json``: the text of one chunk's pages (page records as dicts)."""
+
+    index: int
+    pages: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    schema: str = CHUNK_RESULT_SCHEMA
+
+    def save(self, path: Path) -> None:
+        atomic.write_json(path, {"schema": self.schema, "index": self.index,
+                                 "pages": self.pages, "warnings": self.warnings},
+                          create_parents=False)
+
+    @classmethod
+    def load(cls, path: Path) -> ChunkResult:
+        data = atomic.read_json(path)
+        return cls(index=int(data["index"]), pages=list(data["pages"]),
+                   warnings=list(data.get("warnings") or []))
+
+
+@dataclass
+class ChunkError:
+    """``results/<index>.error.json``: a chunk failed for good, and why."""
+
+    index: int
+    error: dict[str, Any]
+
+    def save(self, path: Path) -> None:
+        atomic.write_json(path, asdict(self), create_parents=False)
+
+    @classmethod
+    def load(cls, path: Path) -> ChunkError:
+        data = atomic.read_json(path)
+        return cls(index=int(data["index"]), error=dict(data["error"]))

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from ocr_daemon import atomic
 from ocr_daemon.clock import iso
 from ocr_daemon.config import WatchConfig
-from ocr_daemon.record.disk import Manifest, Plan
+from ocr_daemon.record.disk import ChunkError, Manifest, Outcome, Plan
 from ocr_daemon.record.layout import DocPaths, Outputs, WatchPaths
 from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState, DocState
 from ocr_daemon.runtime import Runtime
@@ -39,12 +36,8 @@ class Doc:
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None  # not planned yet, or torn by a crash: planned again
 
-    def outcome(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = atomic.read_json(self.dp.outcome)
-            return data
-        except FileNotFoundError:
-            return None
+    def outcome(self) -> Outcome | None:
+        return Outcome.load(self.dp.outcome)
 
 
 def load(rt: Runtime, watch_name: str, doc_id: str) -> Doc | None:
@@ -61,13 +54,9 @@ def load(rt: Runtime, watch_name: str, doc_id: str) -> Doc | None:
 def chunk_state_on_disk(doc: Doc, index: int) -> str:
     if doc.dp.chunk_result(index).exists():
         return COMPLETED
-    if error_file(doc, index).exists():
+    if doc.dp.chunk_error(index).exists():
         return FAILED
     return QUEUED
-
-
-def error_file(doc: Doc, index: int) -> Path:
-    return doc.dp.results / f"{index:05d}.error.json"
 
 
 def pending_chunks(doc: Doc, plan: Plan) -> list[int]:
@@ -96,7 +85,7 @@ def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
     failed = []
     for c in plan.chunks:
         if states[c.index] == FAILED:
-            error = atomic.read_json(error_file(doc, c.index))["error"]
+            error = ChunkError.load(doc.dp.chunk_error(c.index)).error
             failed.append(ChunkState(c.index, [c.first_page, c.last_page], FAILED, error=error))
     first = plan.chunks[0]
     rt.store.init_chunks(doc.doc_id, len(plan.chunks), first.last_page - first.first_page + 1,

@@ -145,6 +145,9 @@ class DocPaths:
     def chunk_result(self, index: int) -> Path:
         return self.results / f"{index:05d}.json"
 
+    def chunk_error(self, index: int) -> Path:
+        return self.results / f"{index:05d}.error.json"
+
 
 @dataclass(frozen=True)
 class Outputs:

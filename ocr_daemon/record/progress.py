@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
 from typing import Any
 
@@ -120,7 +119,7 @@ class ProgressPublisher:
                     return  # the holder will see the newer version and write again
                 if self.clock.monotonic() > deadline:
                     raise ServiceUnavailable(f"the progress lock of {doc_id} stays taken")
-                time.sleep(0.01)
+                self.clock.sleep(0.01)
                 continue
             try:
                 self._write(out, snapshot(manifest, plan, live, self.clock.time()))

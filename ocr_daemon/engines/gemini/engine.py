@@ -143,7 +143,7 @@ def create(ctx: EngineContext) -> Engine:
                                 "are shared by every worker)")
     key = api_key(settings)
     guard = Guard(ctx.redis, ctx.prefix, fingerprint(key), settings.model,
-                  probe_ttl=settings.timeout + settings.max_wait + 30)
+                  probe_ttl=settings.timeout + settings.max_wait + 30, clock=ctx.clock)
     limiter = RateLimiter.per_minute(
         ctx.redis, ctx.prefix, f"gemini/{settings.model}",
         requests_per_minute=settings.requests_per_minute,

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 
 from ocr_daemon import redis_conn
-from ocr_daemon.clock import iso
+from ocr_daemon.clock import Clock, SystemClock, iso
 from ocr_daemon.errors import (
     EnginePaused,
     EngineUnavailable,
@@ -64,8 +64,12 @@ def seconds_to_daily_reset(now: float) -> float:
 
 class Guard:
     def __init__(self, client: redis.Redis, prefix: str, key_fingerprint: str, model: str, *,
-                 probe_ttl: float, sleep: Callable[[float], None] = time.sleep) -> None:
+                 probe_ttl: float, sleep: Callable[[float], None] = time.sleep,
+                 clock: Clock | None = None) -> None:
         self.r = client
+        # Wall-clock times shared through Redis (pauses, disabled keys) come from the clock;
+        # the waits of `sending` stay on real time, since they pair with a real sleep.
+        self.clock = clock or SystemClock()
         self.prefix = prefix
         self.fp = key_fingerprint
         self.model = model
@@ -87,7 +91,7 @@ class Guard:
                                     f"({reason}); check the API key", hint=KEY_HINT)
         if paused:
             info = json.loads(paused)
-            left = max(1.0, float(info["until_ts"]) - time.time())
+            left = max(1.0, float(info["until_ts"]) - self.clock.time())
             raise EnginePaused(
                 f"the Gemini daily quota of model {self.model} is exhausted "
                 f"({info.get('quota_id')}); every worker is paused until {info['until']}",
@@ -123,10 +127,11 @@ class Guard:
     def disable(self, reason: str) -> None:
         self.r.delete(self.verified_key)
         self.r.set(self.disabled_key, json.dumps({
-            "reason": reason, "since": iso(time.time()), "key": self.fp}), ex=DISABLED_FOR)
+            "reason": reason, "since": iso(self.clock.time()), "key": self.fp}),
+            ex=DISABLED_FOR)
 
     def pause(self, seconds: float, quota_id: str | None) -> dict[str, Any]:
-        now = time.time()
+        now = self.clock.time()
         info = {"model": self.model, "quota_id": quota_id, "since": iso(now),
                 "until": iso(now + seconds), "until_ts": now + seconds}
         self.r.set(self.paused_key, json.dumps(info), ex=max(1, int(seconds)))

@@ -116,7 +116,7 @@ class Sender:
         return delay if delay <= budget.left else None
 
     def _pause(self, exc: QuotaExhausted) -> EnginePaused:
-        seconds = self.s.quota_pause or seconds_to_daily_reset(time.time())
+        seconds = self.s.quota_pause or seconds_to_daily_reset(self.guard.clock.time())
         info = self.guard.pause(seconds, exc.quota_id)
         message = (f"Gemini daily quota of model {self.s.model} exhausted ({exc.quota_id}); "
                    f"the engine is paused for every worker until {info['until']}")

@@ -1,0 +1,1 @@
+"""Test support: fakes and helpers the tests share (never shipped in the package)."""
