@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ocr_daemon.formats import pdf
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.engines import use_sleeping
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import Env, Proc, RedisServer, children, read_json, wait_for
 
@@ -41,11 +42,8 @@ def make_inputs(folder: Path) -> list[Path]:
 
 
 def start_workers(env: Env) -> list[Proc]:
-    common = ["--per-page", "0.02", "--sleep", "0.1", "--counter-dir", str(env.tmp / "c")]
-    return [env.start("worker", "--pool", "prefork", "--concurrency", "2", *common,
-                      module="ocr_daemon.testing"),
-            env.start("worker", "--pool", "threads", "--concurrency", "4", *common,
-                      module="ocr_daemon.testing")]
+    return [env.start("worker", "--pool", "prefork", "--concurrency", "2"),
+            env.start("worker", "--pool", "threads", "--concurrency", "4")]
 
 
 def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
@@ -54,6 +52,7 @@ def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
     env = make_env()
     env.redis_url = redis.url
     env.write_config(**SETTINGS)
+    use_sleeping(env, per_page=0.02, latency=0.1, counter_dir=env.tmp / "c")
     inputs = make_inputs(tmp_path / "inputs")
     try:
         listener = env.listener()
@@ -75,9 +74,7 @@ def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
         wait_for(lambda: done() >= 25, 120, what="a quarter done")
         redis.restart()  # from its append-only file
         workers[1].kill_group()  # a threads worker, while Redis is away
-        workers[1] = env.start("worker", "--pool", "threads", "--concurrency", "4",
-                               "--per-page", "0.02", "--sleep", "0.1",
-                               module="ocr_daemon.testing")
+        workers[1] = env.start("worker", "--pool", "threads", "--concurrency", "4")
         wait_for(lambda: done() >= 50, 120, what="half done")
         for proc in [watcher, *workers]:  # the whole daemon at once
             proc.kill_group()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ocr_daemon.formats import pdf
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import RESOURCES, Env, alive, children, descendants, read_json, wait_for
 

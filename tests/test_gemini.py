@@ -21,7 +21,7 @@ from ocr_daemon.engines.base import Engine, EngineContext, Page, PageRequest
 from ocr_daemon.engines.gemini import guard as gemini_guard
 from ocr_daemon.engines.registry import build
 from ocr_daemon.errors import EngineUnavailable, PageFailed, TransientEngineError
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import RESOURCES, Env, RedisServer, read_json, wait_for
 from .fake_gemini import FakeGemini, running

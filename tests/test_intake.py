@@ -16,7 +16,7 @@ import pytest
 from ocr_daemon.config import WatchConfig
 from ocr_daemon.intake.filters import Rules
 from ocr_daemon.record.layout import stem_candidates
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, RedisServer, read_json, wait_for
 

@@ -23,7 +23,7 @@ from ocr_daemon.commands import status
 from ocr_daemon.commands.status_view import render
 from ocr_daemon.engines.gemini.guard import Guard
 from ocr_daemon.record.state import StateStore
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, RedisServer, wait_for
 from .test_chunking import slow_stack
@@ -99,7 +99,7 @@ def test_status_follow_json_shows_a_large_documents_chunks_advancing(
 def test_status_lists_recent_failures_with_their_error_code_and_chunk_errors(
         make_env: Callable[..., Env], redis_server: RedisServer, tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    slow_stack(env, 0.0, "--failing-pages", "15")
+    slow_stack(env, 0.0, failing_pages=[15])
     env.drop(pages_pdf(tmp_path / "broken.pdf", 30))
     env.wait_error("broken", timeout=60)
     done = subprocess.run(status_cmd(env, "--json", "--worker-timeout", "0.3"),

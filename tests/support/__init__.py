@@ -1,0 +1,1 @@
+"""Test support: document makers, test engines (an engine plugin), clocks and helpers."""
