@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -148,20 +149,28 @@ def test_chunks_out_of_retries_fail_the_document_as_retryable_under_their_code(
     env.drop(pages_pdf(tmp_path / "outage.pdf", 20))
     error = env.wait_error("outage", timeout=60)
     assert len(error["chunk_errors"]) == 2
-    assert {e["error"]["code"] for e in error["chunk_errors"]} == {error["error"]["code"]}
+    assert [e["error"]["code"] for e in error["chunk_errors"]] == ["engine_transient"] * 2
+    assert error["error"]["code"] == "engine_transient"
     assert error["error"]["retryable"] is True  # `ocr-daemon retry` may well succeed later
     assert "2 of 2 chunks failed" in error["error"]["message"]
+    for first in (1, 11):  # tried once and retried max_retries (1) times, then no more
+        assert (env.tmp / "counters" / f"{error['doc_id']}-{first}").read_text() == "2"
 
 
 def test_transient_failures_are_retried_with_backoff(make_env: Callable[..., Env],
                                                      tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    slow_stack(env, 0.0, transient_failures=2)
+    slow_stack(env, 0.0, transient_failures=2, retry_after=1.0)  # "try again in 1 s"
     env.drop(pages_pdf(tmp_path / "flaky.pdf", 20))
     result = env.wait_result("flaky", timeout=60)
     assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 21)]
     items = read_json(env.outbox / "flaky.progress.json")["chunks"]["items"]
     assert [i["attempts"] for i in items] == [3, 3]
+    for first in (1, 11):  # each retry waited the engine's delay (a lower bound: CI is slow)
+        times = [float(t) for t in (env.tmp / "counters" / f"times-{result['doc_id']}-{first}"
+                                    ).read_text().split()]
+        assert len(times) == 3
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(times)), times
 
 
 def test_worker_process_killed_mid_chunk_the_document_still_completes(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from ocr_daemon.formats import pdf
 from tests.support.pdfs import make_text_pdf, page_text
@@ -191,7 +192,7 @@ def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
     env = make_env(redis={"url": "embedded"})
     proc = env.run_daemon()
     env.drop(make_text_pdf(tmp_path / "kept.pdf", ["kept"]))
-    env.wait_result("kept")
+    doc_key = f"{env.prefix}doc:{env.wait_result('kept')['doc_id']}"
     family = descendants(proc.pid)
     assert len(family) >= 3  # redis-server, the worker, its pool processes
     proc.signal(signal.SIGINT)
@@ -200,6 +201,10 @@ def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
     assert (env.tmp / "state" / "redis" / "appendonlydir").is_dir()
     assert not (env.tmp / "state" / "redis.url").exists()
     assert '"event": "stopped"' in proc.output()
+    # Started again, the embedded Redis has the document's record of the first run.
+    env.run_daemon()
+    url = (env.tmp / "state" / "redis.url").read_text().strip()
+    assert redis.Redis.from_url(url, decode_responses=True).hget(doc_key, "state") == "completed"
 
 
 def test_dead_worker_is_replaced_and_work_continues(make_env: Callable[..., Env],

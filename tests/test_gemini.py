@@ -431,7 +431,7 @@ def test_bad_key_fails_a_batch_for_at_most_three_requests(
         error = env.wait_error(f"doc{n}", timeout=60)["error"]
         assert error["code"] == "engine_unavailable"
         assert "check the API key" in error["message"], error
-    assert len(fake.generate_calls()) <= 3
+    assert 1 <= len(fake.generate_calls()) <= 3  # the key was tried, then no more
     assert KEY not in proc.output()
     assert all(KEY not in p.read_text() for p in env.failed.glob("*.json"))
     assert wait_for(lambda: read_json(env.failed / "doc0.progress.json")["state"] == "failed")

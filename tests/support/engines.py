@@ -9,7 +9,8 @@ It waits ``latency`` per request plus ``per_page`` per page (a remote API's cost
 the pages it transcribes), then returns each page's text layer (or 'page N' for an image),
 with injectable faults: transient failures, permanent page failures, a crash of the worker
 process. With ``counter_dir`` every call is counted in a file per document and first page
-(``<doc_id>-<page>``, crashes in ``crash-<doc_id>-<page>``), shared by every worker process.
+(``<doc_id>-<page>``, crashes in ``crash-<doc_id>-<page>``, the time of each call in
+``times-<doc_id>-<page>``), shared by every worker process.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class SleepingOptions(BaseModel):
     latency: float = Field(0.0, ge=0)  # seconds per request
     per_page: float = Field(0.0, ge=0)  # seconds per page of the request
     transient_failures: int = Field(0, ge=0)  # the first N calls per chunk fail, retryably
+    retry_after: float = Field(0.1, gt=0)  # ... asking to be tried again after this long
     failing_pages: list[int] = []  # a chunk holding one of these fails with page_failed
     crash_pages: list[int] = []  # a chunk holding one of these kills its worker process ...
     crash_times: int = Field(1, ge=1)  # ... this many times (needs counter_dir)
@@ -58,6 +60,9 @@ class Counter:
         folder.mkdir(parents=True, exist_ok=True)
 
     def bump(self, key: str) -> int:
+        """Count a call; its time goes to ``times-<key>``, one line per call."""
+        with open(self.folder / f"times-{key}", "a") as fh:
+            fh.write(f"{time.time()}\n")
         path = self.folder / key
         with open(path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -88,7 +93,8 @@ class SleepingEngine:
                 f"crash-{key}") <= o.crash_times:
             os._exit(137)  # like a SIGKILL by the OOM killer
         if attempt <= o.transient_failures:
-            raise TransientEngineError(f"injected transient failure {attempt}", retry_after=0.1)
+            raise TransientEngineError(f"injected transient failure {attempt}",
+                                       retry_after=o.retry_after)
         bad = sorted(set(numbers) & set(o.failing_pages))
         if bad:
             raise PageFailed(f"injected permanent failure on page {bad[0]}")
