@@ -86,7 +86,7 @@ class SleepingEngine:
     def extract(self, request: PageRequest) -> Extraction:
         o = self.options
         numbers = [p.number for p in request.pages]
-        key = f"{request.path.parent.parent.name}-{numbers[0]}"
+        key = f"{_doc_id(request.path)}-{numbers[0]}"
         attempt = self.counter.bump(key) if self.counter else 1
         time.sleep(o.latency + o.per_page * len(numbers))
         if set(numbers) & set(o.crash_pages) and self.counter and self.counter.bump(
@@ -109,6 +109,13 @@ class SleepingEngine:
             texts = [f"page {n}" for n in numbers]
         return Extraction([PageText(n, t, self.name) for n, t in zip(numbers, texts,
                                                                      strict=True)])
+
+
+def _doc_id(path: Path) -> str:
+    """The document a request is for: the folder under processing/ (a chunk file is one
+    level deeper, in its chunks/ folder)."""
+    parts = path.parts
+    return parts[len(parts) - parts[::-1].index("processing")]
 
 
 def sleeping(ctx: EngineContext) -> Engine:
