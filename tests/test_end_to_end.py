@@ -152,12 +152,15 @@ def test_same_name_twice_never_overwrites_the_first_results(shared: Env, tmp_pat
     assert (shared.archive / "dup.pdf").exists() and len(list(shared.archive.glob("dup*"))) == 2
 
 
-def test_files_not_matching_patterns_stay_in_the_inbox(shared: Env) -> None:
+def test_files_not_matching_patterns_stay_in_the_inbox(shared: Env, tmp_path: Path) -> None:
     notes = shared.inbox / "notes.txt"
     notes.write_text("not a document")
     hidden = shared.inbox / ".~lock.scan.pdf#"
     hidden.write_text("lock")
-    time.sleep(2.0)
+    # The control: a document dropped after them is taken and done, so the watcher was alive
+    # and past them (seen earlier, settled earlier) when they are checked.
+    shared.drop(make_text_pdf(tmp_path / "control.pdf", ["control"]), name="control.pdf")
+    assert shared.wait_result("control")["pages"][0]["text"] == "control"
     assert notes.exists() and hidden.exists()
     assert not list(shared.failed.glob("notes*"))
 

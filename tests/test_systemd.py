@@ -242,11 +242,14 @@ def test_worker_watchdog_pauses_while_the_consumer_has_no_broker(tmp_path: Path)
     env = Env(tmp_path / "env", server.url, "wd:")
     try:
         listener = env.listener()
-        env.start("worker", notify=listener, extra_env=WATCHDOG_ENV)
+        worker = env.start("worker", notify=listener, extra_env=WATCHDOG_ENV)
         listener.wait("READY=1", timeout=40)
         listener.wait("WATCHDOG=1", timeout=10)
         server.stop()
-        time.sleep(1.5)  # a heartbeat already under way may still arrive
+        # Once the consumer knows the broker is gone (however long a busy host takes to see
+        # it), its loop is reconnecting: no heartbeat from then on.
+        wait_for(lambda: "Connection to broker lost" in worker.output(), 60,
+                 what="the worker noticing the broker is gone")
         seen = len(listener.drain())
         time.sleep(2.5)  # two heartbeat periods and more
         assert listener.drain()[seen:].count("WATCHDOG=1") == 0
