@@ -23,7 +23,8 @@ from rows import emit
 
 from ocr_daemon.formats import pdf
 from ocr_daemon.pipeline.plan import page_ranges
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.engines import use_sleeping
+from tests.support.pdfs import make_text_pdf, page_text
 
 
 def seconds(result: dict[str, Any]) -> float:
@@ -37,11 +38,10 @@ def run(source: Path, chunked: bool, per_page: float, concurrency: int) -> float
     watch = ({"chunk_pages": 10, "chunk_threshold_pages": 10} if chunked else
              {"chunk_threshold_pages": big, "chunk_threshold_bytes": big})
     with stack(watch=watch, logging={"level": "warning", "format": "json"}) as (env, _redis):
-        common = ["--per-page", str(per_page), "--pool", "threads"]
-        env.start("worker", "--queues", "documents", "--concurrency", "2", *common,
-                  module="ocr_daemon.testing")
-        env.start("worker", "--queues", "chunks", "--concurrency", str(concurrency), *common,
-                  "--name", "chunks@%h", module="ocr_daemon.testing")
+        use_sleeping(env, per_page=per_page)
+        env.start("worker", "--queues", "documents", "--concurrency", "2", "--pool", "threads")
+        env.start("worker", "--queues", "chunks", "--concurrency", str(concurrency),
+                  "--pool", "threads", "--name", "chunks@%h")
         env.start("watch")
         with tempfile.TemporaryDirectory() as tmp:  # warm up: workers connected, code loaded
             pages = 20 if chunked else 1  # two chunks; one page (at up to 0.5 s a page)

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness import machine, read_json, stack, wait_for
 from rows import emit
 
-from ocr_daemon.testing import make_text_pdf
+from tests.support.pdfs import make_text_pdf
 
 
 def queued_at(processing: Path) -> dict[str, float]:

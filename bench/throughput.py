@@ -17,7 +17,7 @@ from rows import emit
 from ocr_daemon import atomic
 from ocr_daemon.formats import pdf
 from ocr_daemon.formats.sniff import sniff
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 
 def make_inputs(folder: Path, count: int) -> list[Path]:

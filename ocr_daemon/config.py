@@ -20,11 +20,12 @@ from pydantic import (
 )
 
 from ocr_daemon.delivery.names import QUEUES, QueueName
+from ocr_daemon.engines import plugins
 from ocr_daemon.errors import ConfigError
 
 CONFIG_ENV = "OCR_DAEMON_CONFIG"
 OVERRIDE_PREFIX = "OCR_DAEMON__"
-EngineName = Literal["auto", "pdftext", "tesseract", "gemini"]
+BUILTIN_ENGINES = ("auto", "pdftext", "tesseract", "gemini")  # plus engines.plugins' engines
 DEFAULT_PATTERNS = ["*.pdf", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -130,6 +131,7 @@ class EnginesConfig(_Model):
     gemini: GeminiConfig = GeminiConfig()
     tesseract: TesseractConfig = TesseractConfig()
     pdftext: PdftextConfig = PdftextConfig()
+    plugins: list[str] = []  # modules with ENGINES = {name: factory}: more engine names
 
 
 class MetricsConfig(_Model):
@@ -148,7 +150,7 @@ class WebhookConfig(_Model):
 class WatchConfig(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     root: Path
-    engine: EngineName = "auto"
+    engine: str = "auto"  # a built-in engine or one of an engines.plugins module
     engine_options: dict[str, Any] = {}
     chunk_pages: PositiveInt = 10
     chunk_threshold_pages: PositiveInt = 10
@@ -180,9 +182,20 @@ class WatchConfig(_Model):
             raise ValueError(problem)
         return root
 
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("engine_names", BUILTIN_ENGINES)
+        if v not in known:
+            raise ValueError(f"unknown engine {v!r}; known: {', '.join(known)} "
+                             f"(more come from engines.plugins)")
+        return v
+
     @field_validator("engine_options")
     @classmethod
-    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("engine", "auto") not in BUILTIN_ENGINES:
+            return v  # a plugin's engine checks its own options when it is built
         unknown = sorted(set(v) - ENGINE_OPTIONS)
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(ENGINE_OPTIONS)}")
@@ -211,6 +224,18 @@ class Config(_Model):
         if problem:
             raise ValueError(problem)
         return path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugin_engines(cls, data: Any, info: ValidationInfo) -> Any:
+        """Import engines.plugins first: their engine names are valid in every watch."""
+        engines = data.get("engines") if isinstance(data, dict) else None
+        modules = engines.get("plugins") if isinstance(engines, dict) else None
+        if (isinstance(info.context, dict) and isinstance(modules, list)
+                and all(isinstance(m, str) for m in modules)):
+            info.context["engine_names"] = (
+                *BUILTIN_ENGINES, *plugins.load(modules, BUILTIN_ENGINES))
+        return data
 
     @model_validator(mode="after")
     def _watches_apart(self) -> Config:

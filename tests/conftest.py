@@ -25,6 +25,11 @@ from ocr_daemon.service.procs import free_port
 
 RESOURCES = Path(__file__).parent / "resources"
 PYTHON = sys.executable
+ROOT = Path(__file__).resolve().parents[1]
+# Every process a test starts (daemons, workers, CLI runs) can import the test engine plugin
+# (engines.plugins: [tests.support.engines]) from the repository, whatever its working dir.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,

@@ -15,7 +15,7 @@ from ocr_daemon.engines.base import Engine, EngineContext, Page, PageRequest
 from ocr_daemon.engines.registry import REGISTRY
 from ocr_daemon.errors import EngineUnavailable
 from ocr_daemon.formats.sniff import PDF, PNG
-from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf
+from tests.support.pdfs import drawn_page, image_pdf, make_text_pdf
 
 from .cer import cer
 from .conftest import Env

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ocr_daemon.delivery import names
-from ocr_daemon.testing import make_text_pdf
+from tests.support.pdfs import make_text_pdf
 
 from .conftest import PYTHON, Env, Proc
 

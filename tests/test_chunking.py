@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader, PdfWriter
 
 from ocr_daemon.formats import pdf
 from ocr_daemon.pipeline.plan import page_ranges, should_chunk
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.engines import use_sleeping
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import RESOURCES, Env, Proc, RedisServer, read_json, wait_for
 
@@ -23,11 +26,12 @@ def pages_pdf(path: Path, count: int) -> Path:
     return make_text_pdf(path, [page_text(n) for n in range(1, count + 1)])
 
 
-def slow_stack(env: Env, sleep: float = 0.0, *extra: str, concurrency: int = 2) -> list[Proc]:
-    """`ocr-daemon watch` plus a worker whose engine sleeps per chunk (a remote API stand-in)."""
-    worker = env.start("worker", "--sleep", str(sleep), "--pool", "threads", "--concurrency",
-                       str(concurrency), "--counter-dir", str(env.tmp / "counters"), *extra,
-                       module="ocr_daemon.testing")
+def slow_stack(env: Env, sleep: float = 0.0, concurrency: int = 2,
+               **faults: Any) -> list[Proc]:
+    """`ocr-daemon watch` plus a worker whose engine (the test plugin's `sleeping`, a remote API
+    stand-in) sleeps per chunk and injects ``faults``; calls are counted in tmp/counters."""
+    use_sleeping(env, latency=sleep, counter_dir=env.tmp / "counters", **faults)
+    worker = env.start("worker", "--pool", "threads", "--concurrency", str(concurrency))
     return [env.start("watch"), worker]
 
 
@@ -111,7 +115,7 @@ def test_real_300_page_pdf_equals_direct_extraction_and_progress_advances(
 def test_failed_chunk_fails_the_document_and_keeps_partial_text(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    slow_stack(env, 0.0, "--failing-pages", "15")
+    slow_stack(env, 0.0, failing_pages=[15])
     env.drop(pages_pdf(tmp_path / "broken.pdf", 30))
     error = env.wait_error("broken", timeout=60)
     assert error["error"]["code"] == "page_failed"
@@ -130,7 +134,7 @@ def test_failed_chunk_fails_the_document_and_keeps_partial_text(
 def test_partial_policy_completes_with_missing_pages_in_warnings(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch={**CHUNKED, "on_chunk_failure": "partial"})
-    slow_stack(env, 0.0, "--failing-pages", "15")
+    slow_stack(env, 0.0, failing_pages=[15])
     env.drop(pages_pdf(tmp_path / "gappy.pdf", 30))
     result = env.wait_result("gappy", timeout=60)
     missing = [p["number"] for p in result["pages"] if p.get("missing")]
@@ -142,32 +146,39 @@ def test_partial_policy_completes_with_missing_pages_in_warnings(
 def test_chunks_out_of_retries_fail_the_document_as_retryable_under_their_code(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED, workers={"max_retries": 1})
-    slow_stack(env, 0.0, "--transient-failures", "5")
+    slow_stack(env, 0.0, transient_failures=5)
     env.drop(pages_pdf(tmp_path / "outage.pdf", 20))
     error = env.wait_error("outage", timeout=60)
     assert len(error["chunk_errors"]) == 2
-    assert {e["error"]["code"] for e in error["chunk_errors"]} == {error["error"]["code"]}
+    assert [e["error"]["code"] for e in error["chunk_errors"]] == ["engine_transient"] * 2
+    assert error["error"]["code"] == "engine_transient"
     assert error["error"]["retryable"] is True  # `ocr-daemon retry` may well succeed later
     assert "2 of 2 chunks failed" in error["error"]["message"]
+    for first in (1, 11):  # tried once and retried max_retries (1) times, then no more
+        assert (env.tmp / "counters" / f"{error['doc_id']}-{first}").read_text() == "2"
 
 
 def test_transient_failures_are_retried_with_backoff(make_env: Callable[..., Env],
                                                      tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    slow_stack(env, 0.0, "--transient-failures", "2")
+    slow_stack(env, 0.0, transient_failures=2, retry_after=1.0)  # "try again in 1 s"
     env.drop(pages_pdf(tmp_path / "flaky.pdf", 20))
     result = env.wait_result("flaky", timeout=60)
     assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 21)]
     items = read_json(env.outbox / "flaky.progress.json")["chunks"]["items"]
     assert [i["attempts"] for i in items] == [3, 3]
+    for first in (1, 11):  # each retry waited the engine's delay (a lower bound: CI is slow)
+        times = [float(t) for t in (env.tmp / "counters" / f"times-{result['doc_id']}-{first}"
+                                    ).read_text().split()]
+        assert len(times) == 3
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(times)), times
 
 
 def test_worker_process_killed_mid_chunk_the_document_still_completes(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    worker = env.start("worker", "--sleep", "0.2", "--pool", "prefork", "--concurrency", "2",
-                       "--crash-pages", "15", "--counter-dir", str(env.tmp / "counters"),
-                       module="ocr_daemon.testing")
+    use_sleeping(env, latency=0.2, crash_pages=[15], counter_dir=env.tmp / "counters")
+    worker = env.start("worker", "--pool", "prefork", "--concurrency", "2")
     env.start("watch")
     env.drop(pages_pdf(tmp_path / "crashy.pdf", 30))
     result = env.wait_result("crashy", timeout=90)
@@ -224,8 +235,7 @@ def test_document_whose_work_keeps_getting_lost_fails_after_max_attempts(
         make_env: Callable[..., Env], redis_server: RedisServer, tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
     env.write_config(watch=CHUNKED, stall_timeout=2, max_document_attempts=2)
-    env.start("worker", "--queues", "documents", "--concurrency", "1", "--pool", "threads",
-              module="ocr_daemon.testing")
+    env.start("worker", "--queues", "documents", "--concurrency", "1", "--pool", "threads")
     env.start("watch")
     stop = threading.Event()
     client = redis_server.client()

@@ -77,7 +77,8 @@ def test_unknown_key_and_bad_values_are_all_reported_with_paths(tmp_path: Path) 
     assert "redis.url: must be 'embedded' or a redis://host:port/db URL" in text
     assert "watches[0].enigne: unknown key" in text
     assert "watches[0].chunk_pages: Input should be greater than or equal to 1" in text
-    assert "watches[0].engine: Input should be 'auto', 'pdftext', 'tesseract' or 'gemini'" in text
+    assert ("watches[0].engine: unknown engine 'magic'; known: auto, pdftext, tesseract, gemini"
+            in text)
 
 
 def test_time_limits_must_be_ordered(tmp_path: Path) -> None:
@@ -175,7 +176,7 @@ def test_config_check_reports_problems_and_exits_2(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "ocr_daemon", "config", "check", "--config",
                            str(path)], capture_output=True, text=True, check=False)
     assert done.returncode == 2
-    assert "watches[0].engine: Input should be" in done.stderr
+    assert "watches[0].engine: unknown engine 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
 
 

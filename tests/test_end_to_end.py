@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from ocr_daemon.formats import pdf
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import RESOURCES, Env, alive, children, descendants, read_json, wait_for
 
@@ -151,12 +152,15 @@ def test_same_name_twice_never_overwrites_the_first_results(shared: Env, tmp_pat
     assert (shared.archive / "dup.pdf").exists() and len(list(shared.archive.glob("dup*"))) == 2
 
 
-def test_files_not_matching_patterns_stay_in_the_inbox(shared: Env) -> None:
+def test_files_not_matching_patterns_stay_in_the_inbox(shared: Env, tmp_path: Path) -> None:
     notes = shared.inbox / "notes.txt"
     notes.write_text("not a document")
     hidden = shared.inbox / ".~lock.scan.pdf#"
     hidden.write_text("lock")
-    time.sleep(2.0)
+    # The control: a document dropped after them is taken and done, so the watcher was alive
+    # and past them (seen earlier, settled earlier) when they are checked.
+    shared.drop(make_text_pdf(tmp_path / "control.pdf", ["control"]), name="control.pdf")
+    assert shared.wait_result("control")["pages"][0]["text"] == "control"
     assert notes.exists() and hidden.exists()
     assert not list(shared.failed.glob("notes*"))
 
@@ -192,7 +196,7 @@ def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
     env = make_env(redis={"url": "embedded"})
     proc = env.run_daemon()
     env.drop(make_text_pdf(tmp_path / "kept.pdf", ["kept"]))
-    env.wait_result("kept")
+    doc_key = f"{env.prefix}doc:{env.wait_result('kept')['doc_id']}"
     family = descendants(proc.pid)
     assert len(family) >= 3  # redis-server, the worker, its pool processes
     proc.signal(signal.SIGINT)
@@ -201,6 +205,10 @@ def test_ctrl_c_stops_everything_and_embedded_redis_keeps_its_data(
     assert (env.tmp / "state" / "redis" / "appendonlydir").is_dir()
     assert not (env.tmp / "state" / "redis.url").exists()
     assert '"event": "stopped"' in proc.output()
+    # Started again, the embedded Redis has the document's record of the first run.
+    env.run_daemon()
+    url = (env.tmp / "state" / "redis.url").read_text().strip()
+    assert redis.Redis.from_url(url, decode_responses=True).hget(doc_key, "state") == "completed"
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from ocr_daemon.intake import housekeeping
 from ocr_daemon.record.layout import WatchPaths
 from ocr_daemon.record.state import StateStore
 from ocr_daemon.redis_conn import client
-from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf, page_text
+from tests.support.engines import use_sleeping
+from tests.support.pdfs import drawn_page, image_pdf, make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, read_json, wait_for
 
@@ -38,9 +39,8 @@ def cli(env: Env, *args: str, check: bool = True) -> subprocess.CompletedProcess
 def test_poison_chunk_that_kills_its_worker_every_time_fails_after_the_cap(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED, workers={"max_redeliveries": 2})
-    env.start("worker", "--pool", "prefork", "--concurrency", "2", "--crash-pages", "15",
-              "--crash-times", "100", "--counter-dir", str(env.tmp / "counters"),
-              module="ocr_daemon.testing")
+    use_sleeping(env, crash_pages=[15], crash_times=100, counter_dir=env.tmp / "counters")
+    env.start("worker", "--pool", "prefork", "--concurrency", "2")
     env.start("watch")
     env.drop(pages_pdf(tmp_path / "poison.pdf", 30))
     error = env.wait_error("poison", timeout=120)
@@ -57,8 +57,8 @@ def test_cancel_stops_a_running_document_before_its_remaining_chunks_call_the_en
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
     counters = env.tmp / "counters"
-    env.start("worker", "--sleep", "1.0", "--pool", "threads", "--concurrency", "2",
-              "--counter-dir", str(counters), module="ocr_daemon.testing")
+    use_sleeping(env, latency=1.0, counter_dir=counters)
+    env.start("worker", "--pool", "threads", "--concurrency", "2")
     env.start("watch")
     source = pages_pdf(tmp_path / "long.pdf", 100)
     env.drop(source)
@@ -103,15 +103,16 @@ def test_cancel_a_queued_document_by_the_path_it_was_dropped_at(
 def test_retry_sends_failed_documents_back_and_they_complete(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    worker = env.start("worker", "--failing-pages", "5", "--pool", "threads",
-                       module="ocr_daemon.testing")
+    use_sleeping(env, failing_pages=[5])
+    worker = env.start("worker", "--pool", "threads")
     env.start("watch")
     env.drop(pages_pdf(tmp_path / "again.pdf", 20))
     env.drop(make_text_pdf(tmp_path / "small.pdf", ["small one"]), name="other.pdf")
     env.wait_result("other")
     assert env.wait_error("again")["error"]["code"] == "page_failed"
     worker.stop()
-    env.start("worker", "--pool", "threads", module="ocr_daemon.testing")  # fixed engine
+    use_sleeping(env)  # the engine fixed
+    env.start("worker", "--pool", "threads")
     done = cli(env, "retry", str(env.failed / "again.pdf"))
     assert done.stdout.strip() == str(env.inbox / "again.pdf")
     assert not (env.failed / "again.error.json").exists()

@@ -16,7 +16,7 @@ import pytest
 from ocr_daemon.config import WatchConfig
 from ocr_daemon.intake.filters import Rules
 from ocr_daemon.record.layout import stem_candidates
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, RedisServer, read_json, wait_for
 
@@ -136,12 +136,15 @@ def test_polling_mode_takes_files_after_equal_looks(make_env: Callable[..., Env]
 
 
 def test_duplicates_skip_archives_the_copy_and_names_the_earlier_document(
-        make_env: Callable[..., Env], tmp_path: Path) -> None:
-    env = make_env(watch={"duplicates": "skip"})
+        make_env: Callable[..., Env], redis_server: RedisServer, tmp_path: Path) -> None:
+    window = 12
+    env = make_env(watch={"duplicates": "skip", "duplicates_window": window})
     env.run_daemon()
     pdf = make_text_pdf(tmp_path / "orig.pdf", ["once"])
     env.drop(pdf, name="first.pdf")
     first = env.wait_result("first")
+    remembered = f"{env.prefix}sha:test:{first['source']['sha256']}"
+    assert 0 < redis_server.client().ttl(remembered) <= window  # duplicates_window applies
     env.drop(pdf, name="again.pdf")
     again = env.wait_result("again")
     assert again["duplicate_of"]["doc_id"] == first["doc_id"]
@@ -150,6 +153,12 @@ def test_duplicates_skip_archives_the_copy_and_names_the_earlier_document(
     assert (env.archive / "again.pdf").exists()
     assert read_json(env.outbox / "again.progress.json")["state"] == "completed"
     assert not (env.outbox / "again.txt").exists()
+    # Past the window the sha256 is forgotten: the same bytes are processed again.
+    wait_for(lambda: not redis_server.client().exists(remembered), window + 30,
+             what="the sha256 forgotten after duplicates_window")
+    env.drop(pdf, name="later.pdf")
+    later = env.wait_result("later")
+    assert "duplicate_of" not in later and [p["text"] for p in later["pages"]] == ["once"]
     bad = tmp_path / "bad.pdf"
     bad.write_text("garbage")
     env.drop(bad, name="bad1.pdf")

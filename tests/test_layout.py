@@ -30,9 +30,13 @@ def test_split_name_keeps_dot_files_and_inner_dots() -> None:
 
 def test_stem_candidates_fit_255_bytes_with_every_suffix() -> None:
     name = "é" * 126 + ".pdf"  # 252 + 4 bytes: at the limit already
-    for stem in stem_candidates(name, "20261130T000000Z-abcdef12"):
+    plain, suffixed = stem_candidates(name, "20261130T000000Z-abcdef12")
+    assert plain and set(plain) == {"é"}  # the name itself, cut on a character boundary
+    assert suffixed.endswith("-abcdef12") and set(suffixed[:-9]) == {"é"}
+    assert len(suffixed[:-9]) < len(plain)  # cut further to make room for the suffix
+    for stem in (plain, suffixed):
         assert len(os.fsencode(stem + ".progress.json")) <= 255
-        stem.encode("utf-8")  # cut on a character boundary
+    assert stem_candidates("scan.pdf", "20261130T000000Z-abcdef12") == ["scan", "scan-abcdef12"]
 
 
 def test_second_document_with_the_same_stem_gets_a_suffix(tmp_path: Path) -> None:

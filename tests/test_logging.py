@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ocr_daemon.service.procs import free_port
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, wait_for
 from .fake_gemini import FakeGemini, running

@@ -47,7 +47,7 @@ def test_text_extraction_from_many_threads_at_once_is_correct_and_does_not_hang(
         tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor, wait
 
-    from ocr_daemon.testing import make_text_pdf, page_text
+    from tests.support.pdfs import make_text_pdf, page_text
 
     files = [make_text_pdf(tmp_path / f"t{n}.pdf", [page_text(n * 10 + k) for k in range(10)])
              for n in range(8)]

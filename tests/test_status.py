@@ -23,7 +23,7 @@ from ocr_daemon.commands import status
 from ocr_daemon.commands.status_view import render
 from ocr_daemon.engines.gemini.guard import Guard
 from ocr_daemon.record.state import StateStore
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, RedisServer, wait_for
 from .test_chunking import slow_stack
@@ -99,20 +99,23 @@ def test_status_follow_json_shows_a_large_documents_chunks_advancing(
 def test_status_lists_recent_failures_with_their_error_code_and_chunk_errors(
         make_env: Callable[..., Env], redis_server: RedisServer, tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
-    slow_stack(env, 0.0, "--failing-pages", "15")
-    env.drop(pages_pdf(tmp_path / "broken.pdf", 30))
-    env.wait_error("broken", timeout=60)
+    slow_stack(env, 1.0, concurrency=1, failing_pages=[15])  # one chunk a second, in order
+    env.drop(pages_pdf(tmp_path / "broken.pdf", 50))
+    # While it runs: its failed chunk shows as a chunk error of a document still processing
+    # (three more chunks take three seconds after the failed one).
+    store = store_of(env, redis_server)
+    [live] = wait_for(lambda: [d for d in status.documents(store) if d["errors"]], 60,
+                      interval=0.1, what="a chunk error while the document runs")
+    assert live["name"] == "broken.pdf" and live["state"] == "processing"
+    assert [(e["chunk"], e["code"]) for e in live["errors"]] == [(1, "page_failed")]
+    assert live["chunks"]["completed"] < 4
+    env.wait_error("broken", timeout=90)
     done = subprocess.run(status_cmd(env, "--json", "--worker-timeout", "0.3"),
                           capture_output=True, text=True, env=env.env(), timeout=60, check=True)
     [failure] = json.loads(done.stdout)["recent_failures"]
     assert failure["name"] == "broken.pdf" and failure["state"] == "failed"
-    assert failure["code"] == "page_failed" and "1 of 3 chunks failed" in failure["message"]
-    # The same document while it ran: its failed chunk shows as a chunk error.
-    store = store_of(env, redis_server)
-    live = store.get(failure["doc_id"])
-    assert live is not None
-    shown = status.document(live)["errors"]
-    assert [(e["chunk"], e["code"]) for e in shown] == [(1, "page_failed")]
+    assert failure["doc_id"] == live["doc_id"]
+    assert failure["code"] == "page_failed" and "1 of 5 chunks failed" in failure["message"]
 
 
 def test_queue_depths_count_every_queue_and_priority_sub_queue(

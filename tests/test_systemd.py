@@ -26,14 +26,19 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "systemd"
 UNITS = (systemd_units.WATCH_UNIT, systemd_units.WORKER_UNIT)
 ANALYZE = shutil.which("systemd-analyze")
-MAX_EXPOSURE = 2.0
+MAX_EXPOSURE = 1.3  # what README says `systemd-analyze security` rates the units
 WATCHDOG_ENV = {"WATCHDOG_USEC": "1000000"}  # 1 s: pings every 0.5 s (the worker: every 1 s)
 
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+# Skipped on a developer's machine without it; in CI (CI set) a missing tool fails the tests:
+# scripts/setup --test installs it (Debian's systemd package).
+needs_analyze = pytest.mark.skipif(ANALYZE is None and not os.environ.get("CI"),
+                                   reason="systemd-analyze is not installed")
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    assert ANALYZE is not None
+    if ANALYZE is None:
+        pytest.fail("systemd-analyze is required in CI: scripts/setup --test installs it "
+                    "(Debian package systemd)")
     return subprocess.run([ANALYZE, "--no-pager", *args], capture_output=True, text=True,
                           timeout=60, check=False)
 
@@ -189,7 +194,7 @@ def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
 
 
 @needs_analyze
-def test_every_unit_rates_at_most_exposure_2(make_env: Callable[..., Env],
+def test_every_unit_rates_at_most_the_exposure_readme_claims(make_env: Callable[..., Env],
                                              tmp_path: Path) -> None:
     env = make_env()
     assert installed_units(env, tmp_path / "units").returncode == 0
@@ -248,11 +253,14 @@ def test_worker_watchdog_pauses_while_the_consumer_has_no_broker(tmp_path: Path)
     env = Env(tmp_path / "env", server.url, "wd:")
     try:
         listener = env.listener()
-        env.start("worker", notify=listener, extra_env=WATCHDOG_ENV)
+        worker = env.start("worker", notify=listener, extra_env=WATCHDOG_ENV)
         listener.wait("READY=1", timeout=40)
         listener.wait("WATCHDOG=1", timeout=10)
         server.stop()
-        time.sleep(1.5)  # a heartbeat already under way may still arrive
+        # Once the consumer knows the broker is gone (however long a busy host takes to see
+        # it), its loop is reconnecting: no heartbeat from then on.
+        wait_for(lambda: "Connection to broker lost" in worker.output(), 60,
+                 what="the worker noticing the broker is gone")
         seen = len(listener.drain())
         time.sleep(2.5)  # two heartbeat periods and more
         assert listener.drain()[seen:].count("WATCHDOG=1") == 0

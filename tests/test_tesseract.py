@@ -22,7 +22,7 @@ from ocr_daemon.engines.tesseract import TesseractEngine, page_dpi
 from ocr_daemon.errors import EngineUnavailable, PageFailed, TransientEngineError
 from ocr_daemon.formats import pdf
 from ocr_daemon.formats.sniff import JPEG, PDF, PNG, TIFF
-from ocr_daemon.testing import drawn_page, image_pdf, make_text_pdf, page_text
+from tests.support.pdfs import drawn_page, image_pdf, make_text_pdf, page_text
 
 from .cer import cer
 from .conftest import RESOURCES, Env

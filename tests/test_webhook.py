@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ocr_daemon.testing import make_text_pdf, page_text
+from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import PYTHON, Env, read_json, wait_for
 from .test_chunking import slow_stack
@@ -111,7 +111,7 @@ def test_webhook_posts_the_final_progress_json_of_each_ending_signed(
     # chunk in flight at once it ended before the cancel arrived).
     env = make_env(watch={**CHUNKED, "chunks_in_flight": 1,
                           "webhook": {"url": url, "secret": SECRET}})
-    slow_stack(env, 0.4, "--failing-pages", "35")
+    slow_stack(env, 0.4, failing_pages=[35])
     env.drop(pages_pdf(tmp_path / "good.pdf", 5))
     env.drop(pages_pdf(tmp_path / "bad.pdf", 40))
     env.wait_result("good", timeout=60)

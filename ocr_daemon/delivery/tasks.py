@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -19,7 +18,6 @@ from ocr_daemon.backoff import backoff
 from ocr_daemon.celery_app import app, current_config
 from ocr_daemon.clock import iso
 from ocr_daemon.delivery import names, webhook
-from ocr_daemon.engines.base import Engine, EngineContext
 from ocr_daemon.errors import (
     ChunksPending,
     OcrDaemonError,
@@ -41,15 +39,13 @@ from ocr_daemon.record.state import FAILED
 signals.task_prerun.connect(log.bind_task, weak=False, dispatch_uid="ocr_daemon.log.bind")
 signals.task_postrun.connect(log.unbind_task, weak=False, dispatch_uid="ocr_daemon.log.unbind")
 _runtime: tuple[int, runtime.Runtime] | None = None
-# The engines of this worker: the registry's, unless a test worker (ocr_daemon.testing) sets one.
-engine_factory: Callable[[EngineContext], Engine] | None = None
 
 
 def worker_runtime() -> runtime.Runtime:
     """One Runtime per process (built after fork: Redis connections are not shared)."""
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
-        _runtime = (os.getpid(), runtime.build(current_config(), engine_factory=engine_factory,
+        _runtime = (os.getpid(), runtime.build(current_config(),
                                                on_end=[webhook.notifier(app)]))
     return _runtime[1]
 

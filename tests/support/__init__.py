@@ -1,1 +1,1 @@
-"""Test support: fakes and helpers the tests share (never shipped in the package)."""
+"""Test support: document makers, test engines (an engine plugin), clocks and helpers."""

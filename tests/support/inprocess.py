@@ -20,8 +20,8 @@ from ocr_daemon.record import doc as docrecord
 from ocr_daemon.record.disk import Manifest
 from ocr_daemon.record.doc import Doc
 from ocr_daemon.record.layout import WatchPaths
-from ocr_daemon.testing import make_text_pdf
 from tests.support.clock import FakeClock
+from tests.support.pdfs import make_text_pdf
 
 
 class WorkerKilled(BaseException):
