@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,10 +147,21 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+def waits(proc_output: str) -> list[dict[str, Any]]:
+    """The worker's "waiting" log events (one per wait: a retry not counted as one)."""
+    return [e for e in (json.loads(line) for line in proc_output.splitlines()
+                        if line.startswith("{")) if e.get("event") == "waiting"]
+
+
 def test_full_disk_makes_the_document_wait_with_its_original_then_finish(
         make_env: Callable[..., Env], tmp_path: Path, small_disk: Path) -> None:
     env = make_env()
-    env.write_config(watch={"root": str(small_disk / "watch")})
+    # One retry allowed: were the waits counted as retries, the document would give up after
+    # the first or second; it must wait for as long as the disk stays full.
+    max_retries = 1
+    env.write_config(watch={"root": str(small_disk / "watch")},
+                     workers={"max_retries": max_retries, "retry_backoff": 0.1,
+                              "retry_backoff_max": 0.5})
     root = small_disk / "watch"
     listener = env.listener()
     env.start("watch", notify=listener)
@@ -159,18 +172,25 @@ def test_full_disk_makes_the_document_wait_with_its_original_then_finish(
                          for d in (root / "processing").iterdir()), 20, what="queued")
     filler = fill(small_disk)
     worker = env.start("worker", "--concurrency", "1")
-    wait_for(lambda: '"waiting"' in worker.output() and "storage_error" in worker.output(), 60,
-             what="the worker to wait on the full disk")
+    held = 6  # more waits than max_retries, and than Celery's default cap of 3 retries
+    wait_for(lambda: len(waits(worker.output())) >= held, 90,
+             what=f"{held} waits on the full disk")
+    assert {e["code"] for e in waits(worker.output())} == {"storage_error"}
     [record] = list((root / "processing").iterdir())
     assert (record / "source").read_bytes() == source.read_bytes()  # the original is kept
     assert not (root / "outbox" / "full.json").exists()
+    assert not any((root / "failed").iterdir())  # waiting, not failed after max_retries
     store = StateStore(client(env.redis_url), env.prefix, 3600, SystemClock())
-    waiting = store.get(record.name).fields["waiting"]  # `status` shows why it waits
+    live = store.get(record.name)
+    assert live is not None and live.state != "failed"
+    waiting = live.fields["waiting"]  # `status` shows why it waits
     assert "storage_error" in waiting and "No space left" in waiting
     filler.unlink()
     result = read_json_when(root / "outbox" / "full.json", 60)
     assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 4)]
     assert read_json(root / "outbox" / "full.progress.json")["waiting"] is None
+    assert read_json(root / "outbox" / "full.progress.json")["state"] == "completed"
+    assert not any((root / "failed").iterdir())
 
 
 def read_json_when(path: Path, timeout: float) -> dict[str, object]:
