@@ -101,7 +101,12 @@ def test_cancel_a_queued_document_by_the_path_it_was_dropped_at(
     assert missing.returncode == 6 and "no document" in missing.stderr
 
 
-def test_retry_sends_failed_documents_back_and_they_complete(
+def texts(name: str, count: int) -> list[str]:
+    """Page texts of a document of its own (same-content files would be duplicates)."""
+    return [f"{name}\n{page_text(n)}" for n in range(1, count + 1)]
+
+
+def test_retry_sends_failed_documents_back_by_path_sidecar_or_all_and_they_complete(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     env = make_env(watch=CHUNKED)
     worker = env.start("worker", "--failing-pages", "5", "--pool", "threads",
@@ -109,17 +114,63 @@ def test_retry_sends_failed_documents_back_and_they_complete(
     env.start("watch")
     env.drop(pages_pdf(tmp_path / "again.pdf", 20))
     env.drop(make_text_pdf(tmp_path / "small.pdf", ["small one"]), name="other.pdf")
+    many = ["sidecar", "all1", "all2", "all3"]
+    for name in many:
+        env.drop(make_text_pdf(tmp_path / f"{name}.pdf", texts(name, 6)))
     env.wait_result("other")
-    assert env.wait_error("again")["error"]["code"] == "page_failed"
+    for name in ["again", *many]:
+        assert env.wait_error(name, timeout=60)["error"]["code"] == "page_failed"
     worker.stop()
     env.start("worker", "--pool", "threads", module="ocr_daemon.testing")  # fixed engine
-    done = cli(env, "retry", str(env.failed / "again.pdf"))
+    done = cli(env, "retry", str(env.failed / "again.pdf"))  # the original's path
     assert done.stdout.strip() == str(env.inbox / "again.pdf")
     assert not (env.failed / "again.error.json").exists()
-    result = env.wait_result("again")  # the same stem: the old sidecars are gone
+    done = cli(env, "retry", str(env.failed / "sidecar.error.json"))  # its error sidecar
+    assert done.stdout.strip() == str(env.inbox / "sidecar.pdf")
+    result = env.wait_result("again", timeout=60)  # the same stem: the old sidecars are gone
     assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 21)]
+    result = env.wait_result("sidecar", timeout=60)
+    assert [p["text"] for p in result["pages"]] == texts("sidecar", 6)
+    rest = ["all1", "all2", "all3"]
+    assert sorted(p.name for p in env.failed.glob("*.error.json")) == [
+        f"{n}.error.json" for n in rest]
+    done = cli(env, "retry", "--all")  # every failed document at once
+    assert sorted(done.stdout.split()) == [str(env.inbox / f"{n}.pdf") for n in rest]
+    for name in rest:
+        result = env.wait_result(name, timeout=60)
+        assert [p["text"] for p in result["pages"]] == texts(name, 6)
+        assert read_json(env.outbox / f"{name}.progress.json")["state"] == "completed"
     assert not any(env.failed.iterdir())
-    assert cli(env, "retry", "--all").stdout == ""
+    assert sorted(p.name for p in env.archive.iterdir()) == sorted(
+        f"{n}.pdf" for n in ["again", "other", *many])
+    assert cli(env, "retry", "--all").stdout == ""  # nothing left to send back
+
+
+def test_failed_original_moved_back_by_hand_gets_a_suffixed_stem_and_overwrites_nothing(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env()
+    worker = env.start("worker", "--failing-pages", "2", "--pool", "threads",
+                       module="ocr_daemon.testing")
+    env.start("watch")
+    env.drop(make_text_pdf(tmp_path / "hand.pdf", texts("hand", 3)))
+    first = env.wait_error("hand", timeout=60)
+    kept = {p.name: p.read_bytes() for p in env.failed.iterdir() if p.name != "hand.pdf"}
+    assert sorted(kept) == ["hand.error.json", "hand.progress.json"]
+    worker.stop()
+    env.start("worker", "--pool", "threads", module="ocr_daemon.testing")  # fixed engine
+    os.rename(env.failed / "hand.pdf", env.inbox / "hand.pdf")  # by hand, sidecars left
+    [result_file] = wait_for(lambda: list(env.outbox.glob("hand-*.json")) and [
+        p for p in env.outbox.glob("hand-*.json") if not p.name.endswith(".progress.json")],
+        60, what="the result under a suffixed stem")
+    result = read_json(result_file)
+    stem = result_file.name[: -len(".json")]
+    assert stem == f"hand-{result['doc_id'][-8:]}" and result["doc_id"] != first["doc_id"]
+    assert [p["text"] for p in result["pages"]] == texts("hand", 3)
+    assert (env.outbox / f"{stem}.txt").read_text().split("\f") == texts("hand", 3)
+    assert sorted(p.name for p in env.outbox.iterdir()) == sorted(
+        f"{stem}{ext}" for ext in (".json", ".txt", ".progress.json"))  # no plain hand.*
+    assert {p.name: p.read_bytes() for p in env.failed.iterdir()} == kept  # untouched
+    assert [p.name for p in env.archive.iterdir()] == ["hand.pdf"]
 
 
 @pytest.fixture
