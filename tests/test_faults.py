@@ -16,6 +16,7 @@ import pytest
 
 from ocr_daemon import config as config_mod
 from ocr_daemon.clock import SystemClock
+from ocr_daemon.commands.status import queue_depths
 from ocr_daemon.intake import housekeeping
 from ocr_daemon.record.layout import WatchPaths
 from ocr_daemon.record.state import StateStore
@@ -79,9 +80,17 @@ def test_cancel_stops_a_running_document_before_its_remaining_chunks_call_the_en
     assert (env.failed / "long.pdf").read_bytes() == source.read_bytes()
     assert read_json(env.failed / "long.progress.json")["state"] == "cancelled"
     assert not progress.exists()
-    time.sleep(3)  # chunks in an engine call when it was cancelled finish; no new ones start
+    # Chunks in an engine call when it was cancelled finish; the queued ones are taken and
+    # end without calling the engine: wait until the broker holds no message of it at all.
+    wait_for(lambda: broker_idle(env), 60, what="every queued chunk taken and ended")
     assert engine_calls() == at_cancel < 10
     assert not (env.processing / doc_id).exists()
+
+
+def broker_idle(env: Env) -> bool:
+    """No message waiting in any queue, none held unacknowledged by a worker."""
+    depths = queue_depths(client(env.redis_url), env.prefix)
+    return all(d["waiting"] == 0 and d["unacked"] == 0 for d in depths.values())
 
 
 def test_cancel_a_queued_document_by_the_path_it_was_dropped_at(
@@ -95,10 +104,28 @@ def test_cancel_a_queued_document_by_the_path_it_was_dropped_at(
     time.sleep(0.5)
     done = cli(env, "cancel", str(dropped))
     assert "cancelled" in done.stdout
-    assert read_json(env.failed / "q.error.json")["error"]["code"] == "cancelled"
-    assert (env.failed / "q.pdf").exists()
+    error = read_json(env.failed / "q.error.json")
+    assert error["error"]["code"] == "cancelled" and error["state"] == "cancelled"
+    assert (env.failed / "q.pdf").read_bytes() == (tmp_path / "q.pdf").read_bytes()
     missing = cli(env, "cancel", "20991231T000000Z-00000000", check=False)
     assert missing.returncode == 6 and "no document" in missing.stderr
+    # Its message is still queued: a worker started now takes it first (the queue is FIFO),
+    # then the document dropped after it; that one's result proves the first was taken.
+    counters = env.tmp / "counters"
+    env.start("worker", "--pool", "threads", "--counter-dir", str(counters),
+              module="ocr_daemon.testing")
+    env.drop(make_text_pdf(tmp_path / "later.pdf", ["after the cancel"]))
+    env.wait_result("later", timeout=60)
+    wait_for(lambda: broker_idle(env), 30, what="every message taken and ended")
+    assert read_json(env.failed / "q.error.json") == error  # still cancelled, untouched
+    assert read_json(env.failed / "q.progress.json")["state"] == "cancelled"
+    assert (env.failed / "q.pdf").read_bytes() == (tmp_path / "q.pdf").read_bytes()
+    assert sorted(p.name for p in env.outbox.iterdir()) == [
+        "later.json", "later.progress.json", "later.txt"]  # no result of q
+    assert not any(env.processing.iterdir())
+    # One engine call in all, the later document's: the engine never saw q. (The fake engine
+    # keys its counter by the folder above the file it reads: processing/ when unchunked.)
+    assert {p.name: p.read_text() for p in counters.iterdir()} == {"processing-1": "1"}
 
 
 def texts(name: str, count: int) -> list[str]:
