@@ -142,7 +142,7 @@ def test_webhook_posts_the_final_progress_json_of_each_ending_signed(
     env.drop(pages_pdf(tmp_path / "bad.pdf", 40))
     env.wait_result("good", timeout=60)
     env.wait_error("bad", timeout=60)
-    env.drop(pages_pdf(tmp_path / "long.pdf", 200))
+    env.drop(pages_pdf(tmp_path / "long.pdf", 600))  # ~12 s of chunks: time for `cancel`
     progress = env.outbox / "long.progress.json"
     wait_for(lambda: progress.exists() and read_json(progress)["chunks"]["completed"] >= 1, 60,
              what="long.pdf under way")
