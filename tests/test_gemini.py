@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -439,6 +440,70 @@ def test_bad_key_fails_a_batch_for_at_most_three_requests(
     assert KEY not in proc.output()
     assert all(KEY not in p.read_text() for p in env.failed.glob("*.json"))
     assert wait_for(lambda: read_json(env.failed / "doc0.progress.json")["state"] == "failed")
+
+
+def status_json(env: Env) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "ocr_daemon", "status", "--json", "--config",
+                           str(env.config_path)], capture_output=True, text=True, check=True,
+                          timeout=60, env=env.env())
+    return dict(json.loads(done.stdout))
+
+
+def test_daily_quota_makes_documents_wait_paused_past_max_retries_then_finish(
+        make_env: Callable[..., Env], fake: FakeGemini, tmp_path: Path) -> None:
+    fake.inject("daily_quota", times=10_000)  # refused until the quota "resets" below
+    max_retries = 1  # were the waits counted as retries, the documents would fail at once
+    env = make_env(watch={"engine": "gemini"},
+                   engines={"gemini": {"base_url": fake.url, "retry_backoff": 0.05,
+                                       "timeout": 2, "requests_per_minute": 6000,
+                                       "quota_pause": 3}},
+                   workers={"max_retries": max_retries, "retry_backoff": 0.1,
+                            "retry_backoff_max": 1})
+    proc = env.run_daemon(extra_env={"GEMINI_API_KEY": KEY})
+    names = ["quota1", "quota2"]
+    for name in names:
+        env.drop(make_text_pdf(tmp_path / f"{name}.pdf", [f"{name} {page_text(n)}"
+                                                          for n in (1, 2)]))
+
+    def waits() -> list[dict[str, Any]]:
+        return [e for e in (json.loads(line) for line in proc.output().splitlines()
+                            if line.startswith("{")) if e.get("event") == "waiting"]
+
+    def paused_with_both_waiting() -> dict[str, Any] | None:
+        status = status_json(env)
+        waiting = [d for d in status["documents"]
+                   if (d["waiting"] or {}).get("code") == "engine_paused"]
+        ok = status["engines"]["gemini"]["state"] == "paused" and len(waiting) == 2
+        return status if ok else None
+
+    status = wait_for(paused_with_both_waiting, 90, interval=0.2,
+                      what="status: engine paused, both documents waiting")
+    [paused] = status["engines"]["gemini"]["paused"]
+    assert paused["quota_id"] == "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+    assert 0 <= paused["expires_in"] <= 3  # whole seconds left of the 3 s pause (TTL)
+    assert {d["name"] for d in status["documents"]} == {f"{n}.pdf" for n in names}
+    assert {d["state"] for d in status["documents"]} == {"processing"}
+    # Held past max_retries (and Celery's default cap of 3): each document waits 5 times,
+    # and the quota is refused again after a pause ran out (more than one pause waited out).
+    def held() -> bool:
+        per_doc = Counter(e["doc_id"] for e in waits())
+        return (len(per_doc) == 2 and min(per_doc.values()) >= max_retries + 4
+                and len(fake.generate_calls()) >= 2)
+
+    wait_for(held, 90, what="5 waits of each document, across two pauses")
+    assert {e["code"] for e in waits()} == {"engine_paused"}
+    assert not any(env.failed.iterdir())  # waiting, not failed after max_retries
+    assert not list(env.outbox.glob("quota*[0-9].json"))
+    assert all(c.fault == "daily_quota" for c in fake.generate_calls())
+    fake.reset()  # the quota resets: the next request after the pause is answered
+    for name in names:
+        result = env.wait_result(name, timeout=60)
+        assert [p["text"] for p in result["pages"]] == [f"{name} {page_text(n)}"
+                                                        for n in (1, 2)]
+        assert read_json(env.outbox / f"{name}.progress.json")["state"] == "completed"
+    assert not any(env.failed.iterdir())
+    wait_for(lambda: status_json(env)["engines"]["gemini"]["state"] == "ok", 30,
+             what="status: engine ok again")
 
 
 def test_processes_that_do_not_build_the_gemini_engine_never_import_its_sdk() -> None:

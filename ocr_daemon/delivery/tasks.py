@@ -50,26 +50,35 @@ def worker_runtime() -> runtime.Runtime:
     return _runtime[1]
 
 
+def _waited(task: Task) -> int:
+    """How many of the task's retries were waits (carried in its ``waited`` keyword)."""
+    return int((task.request.kwargs or {}).get("waited", 0))
+
+
 def _may_retry(task: Task) -> bool:
     """Retries left? Waits (a full disk, a paused engine) are not counted."""
-    waited = int((task.request.kwargs or {}).get("waited", 0))
-    return bool(task.request.retries - waited < current_config().workers.max_retries)
+    return bool(task.request.retries - _waited(task) < current_config().workers.max_retries)
 
 
 def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) -> Any:
+    # Celery counts every retry in request.retries and stops when it passes max_retries;
+    # `max_retries=None` there means the task's default (3), not "no limit". So each call
+    # says how many retries this one may be: waits always, others only up to max_retries
+    # counted without the waits.
     w = current_config().workers
     retry_after = getattr(exc, "retry_after", None)
+    waited = _waited(task)
     if exc.waits:  # wait in steps no longer than the visibility timeout allows
-        kwargs = {**(task.request.kwargs or {})}
-        kwargs["waited"] = int(kwargs.get("waited", 0)) + 1
+        kwargs = {**(task.request.kwargs or {}), "waited": waited + 1}
         log.get(task_id=task.request.id, doc_id=doc_id).warning("waiting", **exc.to_dict())
         with contextlib.suppress(OcrDaemonError):  # shown by status and the progress file
             rt.store.set_doc(doc_id, waiting={**exc.to_dict(), "since": iso(rt.clock.time())})
         return task.retry(exc=exc, countdown=min(retry_after or w.retry_backoff_max,
                                                  w.retry_backoff_max),
-                          max_retries=None, kwargs=kwargs)
-    delay = backoff(task.request.retries, w.retry_backoff, w.retry_backoff_max, retry_after)
-    return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries)
+                          max_retries=task.request.retries + 1, kwargs=kwargs)
+    delay = backoff(task.request.retries - waited, w.retry_backoff, w.retry_backoff_max,
+                    retry_after)
+    return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries + waited)
 
 
 def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
