@@ -139,6 +139,9 @@ class WatchConfig(_Model):
     poll_interval: PositiveFloat = 2.0
     settle_seconds: Annotated[float, Field(ge=0)] = 1.0
     settle_checks: PositiveInt = 2
+    # A settled file that is not whole by its content (no PDF %%EOF, PNG IEND, ...) waits
+    # this long unchanged before it is taken anyway, and then fails as truncated_document.
+    incomplete_grace_seconds: Annotated[float, Field(ge=0)] = 120.0
     rescan_interval: PositiveFloat = 60.0
     max_file_bytes: PositiveInt = 1024 * 1024 * 1024
     max_pages: PositiveInt = 10_000
