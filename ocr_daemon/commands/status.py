@@ -14,9 +14,11 @@ from celery import Celery
 
 from ocr_daemon.celery_app import QUEUES
 from ocr_daemon.clock import iso
+from ocr_daemon.config import WatchConfig
 from ocr_daemon.delivery.broker import PRIORITY_SEP
 from ocr_daemon.engines.gemini import guard as gemini_guard
 from ocr_daemon.errors import ServiceUnavailable
+from ocr_daemon.intake import leftovers
 from ocr_daemon.record.progress import percentage
 from ocr_daemon.record.state import (
     CANCELLED,
@@ -41,6 +43,7 @@ class Status:
     workers: list[dict[str, Any]] | None  # None: not asked
     recent_failures: list[dict[str, Any]]
     engines: dict[str, Any]
+    inbox: dict[str, Any] = field(default_factory=dict)  # entries left alone, and counts
     generated_at: str = field(default_factory=lambda: iso(time.time()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,9 +176,21 @@ def workers(app: Celery, timeout: float = 1.0) -> list[dict[str, Any]]:
     return out
 
 
+def inbox(watches: list[WatchConfig], now: float) -> dict[str, Any]:
+    """Inbox entries the watcher leaves alone, and why (every watch's inbox read here)."""
+    entries: list[dict[str, Any]] = []
+    counts: dict[str, dict[str, int]] = {}
+    for watch in watches:
+        found, by_reason = leftovers.scan(watch, now)
+        entries += [e.to_dict() for e in found]
+        counts[watch.name] = dict(by_reason)
+    return {"left_alone": entries, "counts": counts}
+
+
 def gather(store: StateStore, app: Celery | None = None, worker_timeout: float = 1.0,
-           failures: int = 10) -> Status:
-    """Everything `ocr-daemon status` shows; workers only when ``app`` is given."""
+           failures: int = 10, watches: list[WatchConfig] | None = None) -> Status:
+    """Everything `ocr-daemon status` shows; workers only when ``app`` is given, inbox
+    entries left alone only for ``watches``."""
     client, prefix = store.r, store.prefix
     return Status(
         documents=documents(store),
@@ -183,4 +198,5 @@ def gather(store: StateStore, app: Celery | None = None, worker_timeout: float =
         workers=workers(app, worker_timeout) if app is not None else None,
         recent_failures=recent_failures(store, failures),
         engines=engines(client, prefix),
+        inbox=inbox(watches or [], time.time()),
     )
