@@ -38,7 +38,7 @@ class Runtime:
 def build(cfg: Config, clock: Clock | None = None,
           engine_factory: Callable[[EngineContext], Engine] | None = None) -> Runtime:
     clock = clock or SystemClock()
-    client = redis_conn.client(redis_conn.resolve_url(cfg))
+    client = redis_conn.client(redis_conn.resolve_url(cfg), cfg.redis)
     store = StateStore(client, cfg.redis.key_prefix, cfg.state_ttl, clock)
     return Runtime(cfg, store, ProgressPublisher(store, clock), clock,
                    engine_factory or registry.build)
