@@ -148,3 +148,21 @@ def test_failover_mid_run_ends_every_document_exactly_once(
         assert [p["text"] for p in result["pages"]] == [page_text(p) for p in
                                                         range(1, pages + 1)]
     print(f"failover in {failover:.1f} s; every document ended {took:.1f} s after the kill")
+
+
+def test_a_sentinel_url_without_master_name_is_a_config_error_naming_the_key(
+        tmp_path: Path) -> None:
+    from ocr_daemon import config
+    from ocr_daemon.errors import ConfigError
+
+    base = {"watches": [{"name": "w", "root": str(tmp_path / "w")}]}
+    with pytest.raises(ConfigError) as bad:
+        config.parse({**base, "redis": {"url": "sentinel://127.0.0.1:26379/0"}}, tmp_path)
+    assert "redis: " in str(bad.value) and "master_name" in str(bad.value)
+    with pytest.raises(ConfigError) as worse:
+        config.parse({**base, "redis": {"url": "sentinel:/127.0.0.1"}}, tmp_path)
+    assert "redis.url" in str(worse.value)
+    cfg = config.parse({**base, "redis": {
+        "url": "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/2", "master_name": "m",
+        "sentinel_password": "s3cret"}}, tmp_path)
+    assert "s3cret" not in str(config.redacted(cfg))
