@@ -62,12 +62,15 @@ def settings(cfg: Config, url: str | None = None) -> dict[str, Any]:
     # A message that waits for a retry countdown stays unacknowledged in its worker: the
     # visibility timeout must outlast the hard time limit plus the longest countdown.
     visibility = int(w.time_limit + w.retry_backoff_max + 60)
-    transport = {"visibility_timeout": visibility, "global_keyprefix": cfg.redis.key_prefix}
+    sentinel = redis_conn.celery_transport_options(cfg.redis)
+    transport = {"visibility_timeout": visibility, "global_keyprefix": cfg.redis.key_prefix,
+                 **sentinel}
     return dict(
         broker_url=broker,
         result_backend=broker,
         broker_transport_options=transport,
-        result_backend_transport_options={"global_keyprefix": cfg.redis.key_prefix},
+        result_backend_transport_options={"global_keyprefix": cfg.redis.key_prefix,
+                                          **sentinel},
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -136,7 +136,7 @@ def status(config_path: str | None, as_json: bool, follow: bool, worker_timeout:
     store = runtime.build(cfg).store
 
     def look() -> Any:
-        return gather(store, app, worker_timeout)
+        return gather(store, app, worker_timeout, watches=cfg.watches)
 
     if not as_json:
         console = Console()

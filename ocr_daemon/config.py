@@ -58,16 +58,32 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+SENTINEL_URL = re.compile(r"^sentinel://[^;/]+(;sentinel://[^;/]+)*(/\d+)?$")
+
+
 class RedisConfig(_Model):
+    # embedded | redis://host:port/db | sentinel://host:port;sentinel://host:port/db
     url: str = "embedded"
     key_prefix: str = "ocrd:"
+    master_name: str | None = None  # the Sentinel service name (sentinel:// only)
+    sentinel_password: str | None = None  # AUTH for the Sentinels, when they ask for one
+    password: str | None = None  # AUTH for the master found through Sentinel
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         if v == "embedded" or re.match(r"^(redis|rediss|redis\+socket|unix)://", v):
             return v
-        raise ValueError("must be 'embedded' or a redis://host:port/db URL")
+        if SENTINEL_URL.match(v):
+            return v
+        raise ValueError("must be 'embedded', a redis://host:port/db URL, or "
+                         "sentinel://host:port;sentinel://host:port/db")
+
+    @model_validator(mode="after")
+    def _sentinel(self) -> RedisConfig:
+        if self.url.startswith("sentinel://") and not self.master_name:
+            raise ValueError("redis.url names Sentinels: set redis.master_name too")
+        return self
 
 
 class LoggingConfig(_Model):
@@ -165,6 +181,9 @@ class WatchConfig(_Model):
     poll_interval: PositiveFloat = 2.0
     settle_seconds: Annotated[float, Field(ge=0)] = 1.0
     settle_checks: PositiveInt = 2
+    # A settled file that is not whole by its content (no PDF %%EOF, PNG IEND, ...) waits
+    # this long unchanged before it is taken anyway, and then fails as truncated_document.
+    incomplete_grace_seconds: Annotated[float, Field(ge=0)] = 120.0
     rescan_interval: PositiveFloat = 60.0
     max_file_bytes: PositiveInt = 1024 * 1024 * 1024
     max_pages: PositiveInt = 10_000
@@ -352,6 +371,8 @@ def redacted(cfg: Config) -> dict[str, Any]:
     """The resolved configuration as plain data, with secrets masked (for `config check`)."""
     data = cfg.model_dump(mode="json")
     data["redis"]["url"] = mask_url(data["redis"]["url"])
+    for secret in ("password", "sentinel_password"):
+        data["redis"][secret] = "***" if data["redis"].get(secret) else None
     gem = data["engines"]["gemini"]
     if gem.get("base_url"):
         gem["base_url"] = mask_url(gem["base_url"])

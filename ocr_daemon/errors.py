@@ -141,6 +141,13 @@ class EmptyFile(DocumentError):
     hint = "The file has no content (zero bytes): the upload may have failed; send it again."
 
 
+class TruncatedDocument(DocumentError):
+    code = "truncated_document"
+    hint = ("The file ends before its format's end marker (PDF %%EOF, PNG IEND, JPEG EOI, "
+            "TIFF directories) and stayed unchanged for incomplete_grace_seconds: the upload "
+            "or scan was cut off. Send the whole file again.")
+
+
 class UnsupportedType(DocumentError):
     code = "unsupported_type"
     hint = "Only PDF, PNG, JPEG and TIFF files are processed (decided from the content)."

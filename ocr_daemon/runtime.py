@@ -62,7 +62,7 @@ def build(cfg: Config, clock: Clock | None = None,
           on_end: Sequence[EndHook] = ()) -> Runtime:
     """The Runtime of ``cfg``; ``on_end``: "document ended" hooks after the metrics one."""
     clock = clock or SystemClock()
-    client = redis_conn.client(redis_conn.resolve_url(cfg))
+    client = redis_conn.client(redis_conn.resolve_url(cfg), cfg.redis)
     store = StateStore(client, cfg.redis.key_prefix, cfg.state_ttl, clock)
     return Runtime(cfg, store, ProgressPublisher(store, clock), clock,
                    engine_factory or registry.build, on_end=[count_ending, *on_end])

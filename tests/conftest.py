@@ -219,7 +219,8 @@ class Env:
             "logging": {"level": "info", "format": "json"},
             "workers": {"concurrency": 2, "retry_backoff": 0.2, "retry_backoff_max": 2},
             "watches": [{"name": "test", "root": str(self.tmp / "watch"), "engine": "pdftext",
-                         "settle_seconds": 0.3, **(watch or {})}],
+                         "settle_seconds": 0.3, "incomplete_grace_seconds": 2,
+                         **(watch or {})}],
         }
         for key, value in top.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):

@@ -94,6 +94,23 @@ def _blank(tmp: Path) -> Path:
     return make_text_pdf(tmp / "blank-scan.pdf", ["", ""])
 
 
+def _cut_in_half(tmp: Path) -> Path:
+    whole = make_text_pdf(tmp / "whole.pdf", [page_text(n) for n in range(1, 9)],
+                          compress=False)
+    path = tmp / "cut.pdf"
+    path.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    return path
+
+
+def _damaged(tmp: Path) -> Path:
+    """Ends as a PDF should, but its catalog names a page tree that is not there."""
+    path = tmp / "damaged.pdf"
+    path.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 9 0 R >>\nendobj\nxref\n"
+                     b"0 2\n0000000000 65535 f \n0000000009 00000 n \ntrailer\n"
+                     b"<< /Size 2 /Root 1 0 R >>\nstartxref\n62\n%%EOF\n")
+    return path
+
+
 def _resource(name: str) -> Callable[[Path], Path]:
     return lambda _tmp: RESOURCES / name
 
@@ -101,9 +118,13 @@ def _resource(name: str) -> Callable[[Path], Path]:
 BAD_INPUTS = {
     "not_a_pdf": (_garbage, "unsupported_type", "not a PDF, PNG, JPEG or TIFF"),
     "zero_bytes": (_empty, "empty_file", "empty"),
-    "corrupt_no_startxref": (_resource("qpdf-bad2.pdf"), "corrupt_document", "cannot be read"),
-    "corrupt_no_trailer": (_resource("missing_xref_trailer_dict.pdf"), "corrupt_document",
-                           "cannot be read"),
+    # No `startxref ... %%EOF` at the end: left in the inbox for incomplete_grace_seconds
+    # (2 s in tests), then taken and failed as cut off rather than read half.
+    "corrupt_no_startxref": (_resource("qpdf-bad2.pdf"), "truncated_document", "has no end"),
+    "corrupt_no_trailer": (_resource("missing_xref_trailer_dict.pdf"), "truncated_document",
+                           "has no end"),
+    "cut_in_half": (_cut_in_half, "truncated_document", "has no end"),
+    "corrupt_but_whole": (_damaged, "corrupt_document", "damaged"),
     "encrypted_aes": (_resource("r4-aes-user-password.pdf"), "encrypted_document", "password"),
     "encrypted_libreoffice": (_resource("libreoffice-writer-password.pdf"),
                               "encrypted_document", "password"),

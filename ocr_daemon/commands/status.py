@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from ocr_daemon.clock import iso
+from ocr_daemon.config import WatchConfig
 from ocr_daemon.delivery.names import QUEUES, queue_keys
 from ocr_daemon.engines.gemini import guard as gemini_guard
 from ocr_daemon.errors import ServiceUnavailable
+from ocr_daemon.intake import leftovers
 from ocr_daemon.record.progress import percentage
 from ocr_daemon.record.state import (
     CANCELLED,
@@ -43,6 +45,7 @@ class Status:
     recent_failures: list[dict[str, Any]]
     engines: dict[str, Any]
     generated_at: str
+    inbox: dict[str, Any] = field(default_factory=dict)  # entries left alone, and counts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,9 +170,21 @@ def workers(app: Celery, timeout: float = 1.0) -> list[dict[str, Any]]:
     return out
 
 
+def inbox(watches: list[WatchConfig], now: float) -> dict[str, Any]:
+    """Inbox entries the watcher leaves alone, and why (every watch's inbox read here)."""
+    entries: list[dict[str, Any]] = []
+    counts: dict[str, dict[str, int]] = {}
+    for watch in watches:
+        found, by_reason = leftovers.scan(watch, now)
+        entries += [e.to_dict() for e in found]
+        counts[watch.name] = dict(by_reason)
+    return {"left_alone": entries, "counts": counts}
+
+
 def gather(store: StateStore, app: Celery | None = None, worker_timeout: float = 1.0,
-           failures: int = 10) -> Status:
-    """Everything `ocr-daemon status` shows; workers only when ``app`` is given."""
+           failures: int = 10, watches: list[WatchConfig] | None = None) -> Status:
+    """Everything `ocr-daemon status` shows; workers only when ``app`` is given, inbox
+    entries left alone only for ``watches``."""
     client, prefix = store.r, store.prefix
     return Status(
         documents=documents(store),
@@ -178,4 +193,5 @@ def gather(store: StateStore, app: Celery | None = None, worker_timeout: float =
         recent_failures=recent_failures(store, failures),
         engines=engines(client, prefix),
         generated_at=iso(store.clock.time()),
+        inbox=inbox(watches or [], store.clock.time()),
     )

@@ -97,6 +97,21 @@ def failures_table(failures: list[dict[str, Any]]) -> RenderableType:
     return table
 
 
+def inbox_table(inbox: dict[str, Any]) -> RenderableType:
+    entries = inbox.get("left_alone") or []
+    if not entries:
+        return Text("")
+    total = sum(sum(c.values()) for c in inbox.get("counts", {}).values())
+    more = f" (first {len(entries)} of {total})" if total > len(entries) else ""
+    table = Table(title=f"Left in the inbox{more}", title_justify="left")
+    for column in ("watch", "entry", "why", "size", "unchanged"):
+        table.add_column(column, justify="right" if column in ("size", "unchanged") else "left")
+    for e in entries:
+        table.add_row(e["watch"], _short(e["path"], 40), f"{e['reason']}: {e['hint']}",
+                      str(e["size"]), f"{e['age']:.0f} s")
+    return table
+
+
 def engines_text(engines: dict[str, Any]) -> Text:
     gem = engines.get("gemini", {})
     text = Text("Gemini: ")
@@ -122,6 +137,7 @@ def render(status: Status) -> RenderableType:
         queues_table(status.queues),
         workers_table(status.workers),
         failures_table(status.recent_failures),
+        inbox_table(status.inbox),
         engines_text(status.engines),
     )
 

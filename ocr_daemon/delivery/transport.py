@@ -20,20 +20,35 @@ from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 
 
-class Channel(kombu_redis.Channel):
+class _SurvivesClose:
+    connection: Any
+
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection.client is None:  # closed under us: see the module docstring
             raise redis.ConnectionError("the broker connection is already closed")
-        params: dict[str, Any] = super()._connparams(asynchronous)
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[misc]
         return params
+
+
+class Channel(_SurvivesClose, kombu_redis.Channel):
+    pass
 
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(_SurvivesClose, kombu_redis.SentinelChannel):
+    pass
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 def install() -> None:
-    """Make `redis://`, `rediss://` and `redis+socket://` broker URLs use this transport.
-    Called before any connection exists (kombu caches the class on first use)."""
+    """Make `redis://`, `rediss://`, `redis+socket://` and `sentinel://` broker URLs use
+    these transports. Called before any connection exists (kombu caches the class)."""
     for scheme in ("redis", "rediss"):
         kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+    kombu_transport.TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"

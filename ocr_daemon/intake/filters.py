@@ -40,8 +40,12 @@ class Rules:
     def dir_ignored(self, name: str) -> bool:
         return self._match(name, self.ignored_dirs)
 
+    def ignored(self, name: str) -> bool:
+        """Hidden, an upload's temporary name, or listed in the watch's `ignore`."""
+        return self._match(name, self.ignored_files)
+
     def name_accepted(self, name: str) -> bool:
-        return not self._match(name, self.ignored_files) and self._match(name, self.patterns)
+        return not self.ignored(name) and self._match(name, self.patterns)
 
     def path_accepted(self, inbox: Path, path: Path) -> bool:
         """The name is accepted and no folder between the inbox and the file is ignored."""

@@ -23,7 +23,9 @@ from watchdog.observers.polling import PollingObserver
 from ocr_daemon import log
 from ocr_daemon.clock import Clock
 from ocr_daemon.config import WatchConfig
-from ocr_daemon.errors import OcrDaemonError
+from ocr_daemon.errors import DocumentError, OcrDaemonError
+from ocr_daemon.formats.complete import whole
+from ocr_daemon.formats.sniff import sniff
 from ocr_daemon.intake.claim import claim
 from ocr_daemon.intake.dispatch import Dispatcher
 from ocr_daemon.intake.filters import Rules, regular_file
@@ -77,6 +79,9 @@ class Intake:
         self._candidates: set[str] = set()
         self._reported: set[str] = set()
         self._claiming: set[str] = set()  # handed to the claim threads, not done yet
+        # path -> (size, mtime, inode) and whether the file was whole by its content then
+        self._whole: dict[str, tuple[tuple[int, int, int], bool]] = {}
+        self._told: set[str] = set()  # incomplete files already reported as waiting
         # Claims wait on the disk (fsync, file creation), not the CPU: a few in parallel keep
         # a burst of files moving (1,000 files queued in 19 s one at a time here).
         self._claimers = ThreadPoolExecutor(CLAIM_THREADS, thread_name_prefix="claim")
@@ -128,11 +133,11 @@ class Intake:
             if path in self._claiming:
                 return
         if not self.rules.path_accepted(self.paths.inbox, p):
-            self.settler.forget(path)
+            self._forget(path)
             return
         st = regular_file(p)
         if st is None:
-            self.settler.forget(path)
+            self._forget(path)
             if os.path.lexists(path) and path not in self._reported:
                 self._reported.add(path)  # a link, FIFO, socket, device or folder: left alone
                 self.log.warning("not_a_regular_file", path=path)
@@ -141,14 +146,44 @@ class Intake:
             if self.settler.unsettled_too_long(path, now):
                 self.log.warning("file_keeps_changing", path=path)
             return
+        look = self.settler.looks[path]
+        incomplete = not self._is_whole(p, look.signature)
+        if incomplete and now - look.since < self.watch.incomplete_grace_seconds:
+            if path not in self._told:  # said once per unchanged stretch
+                self._told.add(path)
+                self.log.info("incomplete_waiting", path=path,
+                              grace=self.watch.incomplete_grace_seconds)
+            return
         if path in writers.found():
             self.settler.restart(path, now)
             return
-        seen_at = self.clock.time() - (now - self.settler.looks[path].since)  # pickup metric
-        self.settler.forget(path)
+        if incomplete:  # unchanged for the whole grace: taken, and fails as truncated
+            self.log.warning("incomplete_taken", path=path,
+                             unchanged_for=round(now - look.since, 1))
+        seen_at = self.clock.time() - (now - look.since)  # pickup metric
+        self._forget(path)
         with self._lock:
             self._claiming.add(path)
         self._claimers.submit(self._claim, path, seen_at)
+
+    def _forget(self, path: str) -> None:
+        self.settler.forget(path)
+        self._whole.pop(path, None)
+        self._told.discard(path)
+
+    def _is_whole(self, path: Path, signature: tuple[int, int, int]) -> bool:
+        """Whole by its content (formats.complete), judged once per size, mtime and inode.
+        A type we cannot tell (empty, unsupported) counts as whole: the pipeline fails it."""
+        known = self._whole.get(str(path))
+        if known is not None and known[0] == signature:
+            return known[1]
+        self._told.discard(str(path))
+        try:
+            verdict = whole(path, sniff(path))
+        except (DocumentError, OSError):
+            verdict = True
+        self._whole[str(path)] = (signature, verdict)
+        return verdict
 
     def _claim(self, path: str, seen_at: float) -> None:
         try:

@@ -6,6 +6,7 @@ from ocr_daemon.clock import iso
 from ocr_daemon.config import WatchConfig
 from ocr_daemon.errors import TooLarge
 from ocr_daemon.formats import images, pdf
+from ocr_daemon.formats.complete import require_whole
 from ocr_daemon.formats.sniff import PDF, sniff
 from ocr_daemon.record.disk import ChunkSpec, Plan
 from ocr_daemon.record.doc import Doc
@@ -28,6 +29,7 @@ def make_plan(doc: Doc, now: float) -> Plan:
         raise TooLarge(f"the file has {size} bytes, more than max_file_bytes "
                        f"({doc.watch.max_file_bytes})")
     mime = sniff(source)
+    require_whole(source, mime)  # cut off while written or sent: never read it half
     if mime == PDF:
         pages = pdf.count_pages(source, doc.watch.max_pages)
     else:

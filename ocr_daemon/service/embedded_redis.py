@@ -1,10 +1,20 @@
-"""The embedded redis-server of `ocr-daemon run`: a persistent child bound to a unix socket."""
+"""The embedded redis-server of `ocr-daemon run`: a persistent child bound to a unix socket.
+
+It never outlives `run`, however `run` ends: the kernel sends it SIGTERM when `run` dies
+(parent-death signal), and it is started with `shutdown-on-sigterm force` (Redis 7), so it
+exits even when its final save cannot be written (state dir removed, disk full), where it
+would otherwise refuse to stop and stay orphaned with its socket and memory. An orphan left
+by an older version, or by a Redis without that setting, is found at the next start by its
+data dir and stopped before a new server starts.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +31,57 @@ INSTALL_HINT = (
     "or set redis.url to an existing Redis."
 )
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+ORPHAN_STOP_SECONDS = 10.0
+
+
+def redis_major(binary: str) -> int:
+    """The major version of ``binary`` (0 when it cannot be told)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                         check=False).stdout
+    found = re.search(r"v=(\d+)\.", out)
+    return int(found.group(1)) if found else 0
+
+
+def servers_of(data_dir: Path) -> list[int]:
+    """Process ids of redis-servers working in ``data_dir`` (Linux /proc). Redis rewrites its
+    command line, but it runs in the folder given by ``--dir``, even once that is deleted."""
+    wanted = {str(data_dir), f"{data_dir} (deleted)"}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "redis-server":
+                continue
+            if os.readlink(f"/proc/{entry}/cwd") in wanted:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def stop_orphans(data_dir: Path) -> list[int]:
+    """SIGTERM, then SIGKILL after ORPHAN_STOP_SECONDS, every server of ``data_dir``."""
+    pids = servers_of(data_dir)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + ORPHAN_STOP_SECONDS
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return servers_of(data_dir)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 class EmbeddedRedis:
@@ -37,7 +98,10 @@ class EmbeddedRedis:
         if binary is None:
             raise MissingDependency(INSTALL_HINT, hint=INSTALL_HINT)
         sock = self.state_dir / "redis.sock"
-        args = [binary, "--dir", str(self.data_dir), "--bind", "127.0.0.1",
+        exit_anyway: list[str] = []
+        if redis_major(binary) >= 7:  # exit on SIGTERM even if the last save fails
+            exit_anyway = ["--shutdown-on-sigterm", "force", "--shutdown-on-sigint", "force"]
+        args = [binary, "--dir", str(self.data_dir), "--bind", "127.0.0.1", *exit_anyway,
                 "--appendonly", "yes", "--appendfsync", "everysec",
                 "--maxmemory-policy", "noeviction", "--save", "300 10",
                 "--daemonize", "no", "--protected-mode", "yes",
@@ -52,6 +116,9 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if stopped := servers_of(self.data_dir):  # left by a run that died (instance lock held)
+            log.get().warning("redis_orphan_stopped", pids=stopped)
+            stop_orphans(self.data_dir)
         if not self._args:
             self._args, self.url = self._command()
         self.proc = subprocess.Popen(self._args, stdin=subprocess.DEVNULL,

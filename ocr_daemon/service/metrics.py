@@ -21,6 +21,7 @@ import bisect
 import functools
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -36,7 +37,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ocr_daemon import log
-from ocr_daemon.config import Config
+from ocr_daemon.config import Config, WatchConfig
+from ocr_daemon.intake import leftovers
 from ocr_daemon.record.state import StateStore
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -282,10 +284,29 @@ class FleetCollector(Collector):
         return [docs, depth, engine]
 
 
+class InboxCollector(Collector):
+    """Reads the inboxes at each scrape: entries the watcher leaves alone, by reason."""
+
+    def __init__(self, watches: Sequence[WatchConfig]) -> None:
+        self.watches = tuple(watches)
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("ocrd_inbox_left_alone", "Inbox entries the watcher leaves "
+                                  "alone, by reason (see `ocr-daemon status`).",
+                                  labels=["watch", "reason"])
+        now = time.time()
+        for watch in self.watches:
+            _, counts = leftovers.scan(watch, now, limit=0)
+            for reason in leftovers.REASONS:
+                gauge.add_metric([_value(watch.name), reason], counts.get(reason, 0))
+        yield gauge
+
+
 def registry_for(cfg: Config, store: StateStore) -> CollectorRegistry:
     collector = FleetCollector(store, [w.name for w in cfg.watches])
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    registry.register(InboxCollector(cfg.watches))
     return registry
 
 
