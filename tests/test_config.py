@@ -74,7 +74,7 @@ def test_unknown_key_and_bad_values_are_all_reported_with_paths(tmp_path: Path) 
                      "engine": "magic"}],
     })
     text = "\n".join(found)
-    assert "redis.url: must be 'embedded' or a redis://host:port/db URL" in text
+    assert "redis.url: must be 'embedded', a redis://host:port/db URL, or sentinel://" in text
     assert "watches[0].enigne: unknown key" in text
     assert "watches[0].chunk_pages: Input should be greater than or equal to 1" in text
     assert ("watches[0].engine: unknown engine 'magic'; known: auto, pdftext, tesseract, gemini"
