@@ -74,6 +74,16 @@ def watch(config_path: str | None) -> None:
 
 @main.command()
 @config_option
+@boundary
+def api(config_path: str | None) -> None:
+    """The HTTP API and web page (api.listen; needs Redis and the watch folders)."""
+    from ocr_daemon.api.server import serve
+
+    sys.exit(serve(_load(config_path)))
+
+
+@main.command()
+@config_option
 @click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: config).")
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool size (default: config).")
 @click.option("--pool", "-P", type=click.Choice(["prefork", "threads", "solo"]), default=None)

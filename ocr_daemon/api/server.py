@@ -1,0 +1,52 @@
+"""`ocr-daemon api`: serve the application with uvicorn; READY=1 and watchdog pings for systemd."""
+
+from __future__ import annotations
+
+import threading
+
+import uvicorn
+
+from ocr_daemon import celery_app, log, redis_conn, runtime
+from ocr_daemon.api.app import create_app
+from ocr_daemon.api.auth import check_listen, load_tokens
+from ocr_daemon.config import Config
+from ocr_daemon.intake.dispatch import celery_send
+from ocr_daemon.record.layout import WatchPaths
+from ocr_daemon.service import sdnotify
+
+
+def _notify_when_started(server: uvicorn.Server, stop: threading.Event, url: str) -> None:
+    while not server.started:
+        if stop.wait(0.05):
+            return
+    sdnotify.notify("READY=1", f"STATUS=serving {url}")
+    log.get().info("api_serving", url=url)
+    watchdog = sdnotify.Watchdog()
+    while not stop.wait(1.0):
+        watchdog.ping()
+
+
+def serve(cfg: Config) -> int:
+    """Serve until SIGTERM/SIGINT (uvicorn's graceful shutdown)."""
+    api = cfg.api
+    tokens = load_tokens(api)
+    check_listen(api, tokens)
+    url = redis_conn.resolve_url(cfg)
+    celery_app.configure(cfg, url)
+    for watch in cfg.watches:
+        WatchPaths.of(watch).ensure()
+    rt = runtime.build(cfg)
+    app = create_app(rt, celery_send, tokens)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=api.host, port=api.port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=5, lifespan="on", server_header=False))
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    stop = threading.Event()
+    threading.Thread(target=_notify_when_started, args=(server, stop, f"http://{host}:{api.port}/"),
+                     name="api-ready", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        sdnotify.notify("STOPPING=1")
+    return 0 if server.started else 1
