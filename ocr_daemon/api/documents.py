@@ -186,7 +186,8 @@ def view(found: Located) -> dict[str, Any]:
         "id": found.doc_id,
         "watch": found.watch.name,
         "name": source.get("name"),
-        "original_name": found.manifest.original_name if found.manifest else None,
+        "original_name": (found.manifest.original_name if found.manifest
+                          else source.get("original_name")),
         "state": state,
         "ended": ended,
         "ending": ending,

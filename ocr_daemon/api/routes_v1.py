@@ -230,6 +230,7 @@ def health(request: Request) -> JSONResponse:
     if not body["workers"]:
         body["status"] = "degraded"  # uploads are accepted, nothing processes them
     body["events_listeners"] = svc.hub.listeners
+    body["upload_engines"] = list(svc.rt.cfg.api.engines)  # what the page offers
     return JSONResponse(body)
 
 

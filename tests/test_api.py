@@ -1,0 +1,428 @@
+"""The HTTP API against a real uvicorn (started by `ocr-daemon run` with api.enabled), real
+Redis and real workers: uploads end in the right text, bad input is refused cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from ocr_daemon.service.procs import free_port
+from ocr_daemon.testing import drawn_page, make_text_pdf, page_text
+
+from .conftest import PYTHON, Env, read_json, wait_for
+
+MAX_UPLOAD = 6 * 1024 * 1024
+
+
+def api_env(env: Env, port: int, **api: Any) -> None:
+    env.write_config(watch={"engine": "auto"},
+                     api={"enabled": True, "listen": f"127.0.0.1:{port}",
+                          "max_upload_bytes": MAX_UPLOAD, **api})
+
+
+def wait_api(base: str, proc: Any, timeout: float = 60) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/v1/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+    try:
+        wait_for(up, timeout, 0.2, what="the API to answer")
+    except AssertionError:
+        raise AssertionError("API not up:\n" + proc.output()[-4000:]) from None
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory,
+           redis_server: Any) -> Iterator[tuple[Env, httpx.Client]]:
+    """One `ocr-daemon run` (watcher, workers and the API) for the tests of this module."""
+    env = Env(tmp_path_factory.mktemp("api"), redis_server.url, "api:")
+    port = free_port()
+    api_env(env, port)
+    proc = env.run_daemon()
+    base = f"http://127.0.0.1:{port}"
+    wait_api(base, proc)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        yield env, client
+    env.close()
+
+
+def upload(client: httpx.Client, path: Path, name: str | None = None,
+           **kwargs: Any) -> httpx.Response:
+    with open(path, "rb") as fh:
+        return client.post("/v1/documents", files={"file": (name or path.name, fh)}, **kwargs)
+
+
+def wait_ended(client: httpx.Client, doc_id: str, timeout: float = 90) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(f"/v1/documents/{doc_id}").json()
+        return body if body.get("ended") else None
+    result: dict[str, Any] = wait_for(ended, timeout, 0.2, what=f"{doc_id} to end")
+    return result
+
+
+def left_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def padded_pdf(path: Path, pages: list[str], size: int) -> Path:
+    """A text PDF of about ``size`` bytes (an embedded file pads it; the text stays)."""
+    make_text_pdf(path, pages)
+    writer = PdfWriter(clone_from=PdfReader(path))
+    writer.add_attachment("padding.bin", os.urandom(max(0, size - path.stat().st_size)))
+    with open(path, "wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def test_uploaded_pdf_ends_as_a_document_with_its_text(served: tuple[Env, httpx.Client],
+                                                       tmp_path: Path) -> None:
+    env, client = served
+    pages = [page_text(n) for n in (1, 2, 3)]
+    res = upload(client, make_text_pdf(tmp_path / "letter.pdf", pages))
+    assert res.status_code == 202, res.text
+    body = res.json()
+    assert body["status"] == "queued" and body["name"] == "letter.pdf"
+    assert body["links"]["text"] == f"/v1/documents/{body['id']}/text"
+    doc = wait_ended(client, body["id"])
+    assert (doc["state"], doc["progress_percentage"], doc["task"]["state"]) == (
+        "completed", 100, "SUCCESS")
+    assert doc["chunks"]["total"] == doc["chunks"]["completed"] == 1
+    assert doc["source"]["pages"] == 3 and doc["engine"] == "auto"
+    text = client.get(body["links"]["text"])
+    assert text.headers["content-type"].startswith("text/plain")
+    assert text.text.split("\f") == pages
+    result = client.get(body["links"]["result"]).json()
+    assert result["doc_id"] == body["id"] and [p["text"] for p in result["pages"]] == pages
+    # the same files as a document dropped into the inbox
+    assert (env.outbox / "letter.txt").read_text(encoding="utf-8") == text.text
+    assert read_json(env.outbox / "letter.json")["source"]["original_name"] == "letter.pdf"
+    assert not [n for n in left_in(env.inbox) if n.startswith(".ocrd-")]
+
+
+def test_uploaded_image_is_read_by_ocr_and_its_events_run_to_the_end(
+        served: tuple[Env, httpx.Client], tmp_path: Path) -> None:
+    _, client = served
+    image = tmp_path / "scan.png"
+    drawn_page("Invoice number 4711\nTotal amount due seventy dollars").save(image, dpi=(150, 150))
+    body = upload(client, image).json()
+    events: list[dict[str, Any]] = []
+    with client.stream("GET", f"/v1/documents/{body['id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    states = [e["state"] for e in events]
+    order = ["queued", "processing", "completed"]
+    assert states == sorted(states, key=order.index), states  # never backwards
+    assert states[-1] == "completed" and events[-1]["ended"] and "processing" in states
+    assert [e["ended"] for e in events].count(True) == 1  # the stream closes after the end
+    percentages = [e["progress_percentage"] for e in events]
+    assert percentages == sorted(percentages) and percentages[-1] == 100
+    text = client.get(f"/v1/documents/{body['id']}/text").text
+    assert "Invoice" in text and "4711" in text
+    result = client.get(f"/v1/documents/{body['id']}/result").json()
+    assert result["pages"][0]["engine"] == "tesseract"
+
+
+def test_concurrent_uploads_all_end_exactly_once(served: tuple[Env, httpx.Client],
+                                                 tmp_path: Path) -> None:
+    env, client = served
+    files = []
+    for i in range(20):
+        path = tmp_path / f"many-{i:02d}.pdf"
+        if i % 5 == 0:  # four of them 5 MB
+            padded_pdf(path, [page_text(i)], 5 * 1024 * 1024)
+        else:
+            make_text_pdf(path, [page_text(i)])
+        files.append(path)
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda p: upload(client, p), files))
+    assert [a.status_code for a in answers] == [202] * 20, [a.text for a in answers]
+    ids = [a.json()["id"] for a in answers]
+    assert len(set(ids)) == 20
+    for i, doc_id in enumerate(ids):
+        doc = wait_ended(client, doc_id, timeout=180)
+        assert doc["state"] == "completed", doc
+        assert client.get(f"/v1/documents/{doc_id}/text").text == page_text(i)
+    results = [read_json(p) for p in env.outbox.glob("many-*.json")
+               if not p.name.endswith(".progress.json")]
+    assert sorted(r["doc_id"] for r in results) == sorted(ids)  # each once, no duplicate
+    assert not [n for n in left_in(env.inbox) if n.startswith("many")]
+
+
+def _raw_request(port: int, head: bytes, body: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(head + body)
+        time.sleep(0.3)
+
+
+def test_upload_aborted_mid_body_leaves_nothing(served: tuple[Env, httpx.Client]) -> None:
+    env, client = served
+    port = int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
+    before = left_in(env.root)
+    boundary = "XyZ"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"cut.pdf\"\r\nContent-Type: application/pdf\r\n\r\n").encode()
+    head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {3_000_000}\r\n\r\n").encode()
+    _raw_request(port, head, part + b"%PDF-1.4\n" + b"x" * 1_000_000)  # then the client dies
+    def clean() -> bool:
+        return left_in(env.root) == before
+    wait_for(clean, 10, 0.1, what=f"no trace of the upload: {left_in(env.inbox)}")
+
+
+@pytest.mark.parametrize("name", [
+    "../../etc/passwd", "a\x00b.pdf", "x" * 300 + ".pdf", "Été – 東京 📄.pdf", "", ".hidden.pdf",
+    "C:\\Users\\me\\scan.pdf",
+])
+def test_client_file_names_are_never_paths(served: tuple[Env, httpx.Client], tmp_path: Path,
+                                           name: str) -> None:
+    env, client = served
+    source = make_text_pdf(tmp_path / "n.pdf", [page_text(9)])
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{name}\"\r\n\r\n").encode() + source.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    res = client.post("/v1/documents", content=body,
+                      headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert res.status_code == 202, res.text
+    stored = res.json()["name"]
+    assert "/" not in stored and "\\" not in stored and "\x00" not in stored
+    assert not stored.startswith(".") and 0 < len(stored.encode()) <= 200
+    doc = wait_ended(client, res.json()["id"])
+    assert doc["state"] == "completed"
+    # kept in the record as the client sent it (python-multipart itself cuts a Windows
+    # path, as old browsers sent, to its last part)
+    sent = name.rsplit("\\", 1)[-1] if name.startswith("C:\\") else name
+    assert doc["original_name"] == sent
+    assert client.get(f"/v1/documents/{doc['id']}/text").text == page_text(9)
+    outputs = [p for p in env.root.rglob("*") if p.is_file()]
+    assert all(env.root in p.parents for p in outputs)
+    assert not Path("/etc/passwd.pdf").exists()
+
+
+def test_too_large_is_refused_on_the_streamed_bytes(served: tuple[Env, httpx.Client],
+                                                   tmp_path: Path) -> None:
+    env, client = served
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + os.urandom(MAX_UPLOAD + 1024))
+    before = left_in(env.root)
+    res = upload(client, big)  # Content-Length declared
+    assert res.status_code == 413 and res.json()["code"] == "too_large"
+
+    def chunks() -> Iterator[bytes]:  # chunked: no Content-Length, counted as it streams
+        yield b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pdf\"\r\n\r\n"
+        with open(big, "rb") as fh:
+            while block := fh.read(256 * 1024):
+                yield block
+        yield b"\r\n--B--\r\n"
+    res = client.post("/v1/documents", content=chunks(),
+                      headers={"content-type": "multipart/form-data; boundary=B"})
+    assert res.status_code == 413, res.text
+    assert res.json()["code"] == "too_large" and res.json()["hint"]
+    assert left_in(env.root) == before
+
+
+@pytest.mark.parametrize(("content", "status", "code"), [
+    (b"name,amount\nfoo,1\n", 415, "unsupported_type"),
+    (b"GIF89a" + b"\x00" * 100, 415, "unsupported_type"),
+    (b"", 400, "empty_file"),
+])
+def test_bad_content_is_refused_by_its_bytes(served: tuple[Env, httpx.Client], tmp_path: Path,
+                                            content: bytes, status: int, code: str) -> None:
+    env, client = served
+    path = tmp_path / "looks-like.pdf"  # the name says PDF: the bytes decide
+    path.write_bytes(content)
+    before = left_in(env.root)
+    res = upload(client, path)
+    assert res.status_code == status and res.json()["code"] == code
+    assert set(res.json()) >= {"code", "message", "hint"}
+    assert left_in(env.root) == before
+
+
+def test_requests_the_api_cannot_act_on_get_json_errors(
+        served: tuple[Env, httpx.Client]) -> None:
+    _, client = served
+    for path in ("/v1/documents/nope", "/v1/documents/20261130T032836Z-84e92194",
+                 "/api/documents/20261130T032836Z-84e92194/status"):
+        res = client.get(path)
+        assert res.status_code == 404 and res.json()["code"] == "not_found", path
+    res = client.post("/v1/documents", data={"watch": "x"})
+    assert res.status_code == 400 and res.json()["code"] == "bad_request"
+    res = client.post("/v1/documents", files={"file": ("a.pdf", b"%PDF-1.4 x")},
+                      data={"engine": "gemini"})
+    assert res.status_code == 400 and "api.engines" in res.json()["hint"]
+
+
+def test_idempotency_key_gives_the_same_document(served: tuple[Env, httpx.Client],
+                                                 tmp_path: Path) -> None:
+    env, client = served
+    source = make_text_pdf(tmp_path / "once.pdf", [page_text(4)])
+    key = {"Idempotency-Key": f"k-{time.time()}"}
+    first = upload(client, source, headers=key)
+    second = upload(client, source, headers=key)
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.json()["id"] == second.json()["id"]
+    wait_ended(client, first.json()["id"])
+    third = upload(client, source, headers=key)  # after the end too
+    assert third.json()["id"] == first.json()["id"]
+    assert sorted(p.name for p in env.outbox.glob("once*.json")) == [
+        "once.json", "once.progress.json"]
+
+
+def test_aliases_answer_in_the_original_backends_shapes(served: tuple[Env, httpx.Client],
+                                                        tmp_path: Path) -> None:
+    _, client = served
+    source = make_text_pdf(tmp_path / "alias.pdf", [page_text(5), page_text(6)])
+    with open(source, "rb") as fh:
+        res = client.post("/api/documents/upload", files={"file": ("alias.pdf", fh)})
+    assert res.status_code == 200, res.text
+    up = res.json()
+    assert set(up) == {"document_id", "filename", "status", "task_id", "message"}
+    assert (up["filename"], up["status"]) == ("alias.pdf", "queued") and up["task_id"]
+    wait_ended(client, up["document_id"])
+    status = client.get(f"/api/documents/{up['document_id']}/status").json()
+    assert set(status) == {"document_id", "status", "progress_percentage", "task",
+                           "error_message", "updated_at"}
+    assert set(status["task"]) == {"task_id", "state", "info"}
+    assert (status["status"], status["progress_percentage"], status["task"]["task_id"]) == (
+        "completed", 100, up["task_id"])
+    progress = client.get(f"/api/documents/{up['document_id']}/progress").json()
+    assert set(progress) == {"document_id", "status", "progress_percentage",
+                             "real_time_progress", "chunk_details"}
+    assert progress["real_time_progress"] == {
+        "total_chunks": 1, "completed_chunks": 1, "failed_chunks": 0, "processing_chunks": 0,
+        "overall_progress": 100}
+    assert progress["chunk_details"] == {"1": {"status": "completed", "error": None}}
+    again = client.post(f"/api/documents/{up['document_id']}/reprocess").json()
+    assert again["status"] == "queued" and again["document_id"] != up["document_id"]
+    assert wait_ended(client, again["document_id"])["state"] == "completed"
+    assert client.get(f"/v1/documents/{again['document_id']}/text").text == "\f".join(
+        [page_text(5), page_text(6)])
+
+
+def test_failed_document_shows_its_error_and_reprocesses_with_another_engine(
+        served: tuple[Env, httpx.Client], tmp_path: Path) -> None:
+    env, client = served
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n")
+    first = upload(client, broken).json()
+    doc = wait_ended(client, first["id"])
+    assert doc["state"] == "failed" and doc["error"]["code"] == "corrupt_document"
+    assert doc["error"]["hint"] and doc["task"]["state"] == "FAILURE"
+    res = client.get(f"/v1/documents/{first['id']}/text")
+    assert res.status_code == 409 and res.json()["code"] == "conflict"
+    # a failed document runs again from its original in failed/ (as `ocr-daemon retry`)
+    res = client.post(f"/v1/documents/{first['id']}/reprocess")
+    assert res.status_code == 202
+    again = wait_ended(client, res.json()["id"])
+    assert again["state"] == "failed" and again["name"] == "broken.pdf"
+    assert sorted(p.name for p in env.failed.glob("broken*")) == [
+        "broken.error.json", "broken.pdf", "broken.progress.json"]
+    # a completed document runs again from its archived original, here with tesseract
+    good = upload(client, make_text_pdf(tmp_path / "twice.pdf", ["Twice upon a time"])).json()
+    assert wait_ended(client, good["id"])["engine"] == "auto"
+    res = client.post(f"/v1/documents/{good['id']}/reprocess", json={"engine": "tesseract"})
+    assert res.status_code == 202, res.text
+    redone = wait_ended(client, res.json()["id"], timeout=120)
+    assert redone["state"] == "completed" and redone["engine"] == "tesseract"
+    result = client.get(f"/v1/documents/{redone['id']}/result").json()
+    assert [p["engine"] for p in result["pages"]] == ["tesseract"]
+    assert "Twice" in result["pages"][0]["text"]
+    running = client.post(f"/v1/documents/{good['id']}/cancel")
+    assert running.status_code == 409
+
+
+def test_cancel_ends_a_running_document(served: tuple[Env, httpx.Client],
+                                        tmp_path: Path) -> None:
+    env, client = served
+    from ocr_daemon.testing import image_pdf
+
+    scans = image_pdf(tmp_path / "long.pdf", [drawn_page(page_text(n)) for n in range(1, 4)])
+    body = upload(client, scans).json()
+    res = client.post(f"/v1/documents/{body['id']}/cancel")
+    assert res.status_code == 200 and res.json()["status"] == "cancelled"
+    doc = wait_ended(client, body["id"])
+    assert doc["state"] == "cancelled" and doc["error"]["code"] == "cancelled"
+    assert (env.failed / "long.pdf").exists()  # the original kept
+    assert client.post(f"/v1/documents/{body['id']}/cancel").status_code == 409
+
+
+def test_listing_filters_and_pages_newest_first(served: tuple[Env, httpx.Client],
+                                               tmp_path: Path) -> None:
+    _, client = served
+    ids = [upload(client, make_text_pdf(tmp_path / f"l{i}.pdf", [page_text(i)])).json()["id"]
+           for i in range(3)]
+    for doc_id in ids:
+        wait_ended(client, doc_id)
+    page = client.get("/v1/documents", params={"limit": 2, "state": "completed"}).json()
+    assert len(page["items"]) == 2 and page["next"]
+    assert [i["id"] for i in page["items"]] == sorted(
+        [i["id"] for i in page["items"]], reverse=True)
+    rest = client.get("/v1/documents", params={"before": page["next"], "limit": 500}).json()
+    seen = [i["id"] for i in page["items"] + rest["items"]]
+    assert set(ids) <= set(seen) and len(seen) == len(set(seen))
+    assert all(i["state"] == "failed" for i in client.get(
+        "/v1/documents", params={"state": "failed"}).json()["items"])
+    assert client.get("/v1/documents", params={"state": "bogus"}).status_code == 400
+
+
+def test_health_metrics_and_openapi(served: tuple[Env, httpx.Client]) -> None:
+    _, client = served
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["redis"] == "ok" and health["workers"]
+    assert "gemini" in health["engines"]
+    metrics = client.get("/v1/metrics")
+    assert metrics.status_code == 200 and "ocrd_redis_up 1.0" in metrics.text
+    schema = client.get("/openapi.json").json()
+    for path in ("/v1/documents", "/v1/documents/{doc_id}", "/v1/documents/{doc_id}/events",
+                 "/v1/documents/{doc_id}/text", "/api/documents/upload"):
+        assert path in schema["paths"], path
+    assert client.get("/docs").status_code == 200
+    assert "ocr-daemon" in client.get("/").text
+
+
+def test_tokens_guard_the_api(make_env: Any, tmp_path: Path) -> None:
+    env: Env = make_env()
+    port = free_port()
+    token = "s3cret-token-0123456789"
+    api_env(env, port, tokens=[token])
+    proc = env.start("api")
+    base = f"http://127.0.0.1:{port}"
+    wait_api(base, proc)
+    source = make_text_pdf(tmp_path / "t.pdf", [page_text(1)])
+    with httpx.Client(base_url=base, timeout=30) as client:
+        assert client.get("/v1/health").status_code == 200  # for load balancers
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"},
+                        {"Authorization": token}):
+            res = client.get("/v1/documents", headers=headers)
+            assert res.status_code == 401 and res.json()["code"] == "unauthorized"
+            assert res.headers["www-authenticate"] == "Bearer"
+        res = upload(client, source, headers={"Authorization": "Bearer nope"})
+        assert res.status_code == 401
+        assert not [p for p in env.inbox.iterdir()]  # refused before a byte was stored
+        ok = upload(client, source, headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 202
+    assert token not in proc.output()  # never logged
+
+
+def test_refuses_a_public_address_without_a_token(make_env: Any) -> None:
+    env: Env = make_env()
+    api_env(env, free_port())
+    env.write_config(api={"listen": "0.0.0.0:18080"})
+    out = subprocess.run([PYTHON, "-m", "ocr_daemon", "api", "--config", str(env.config_path)],
+                         capture_output=True, text=True, timeout=60, env=env.env())
+    assert out.returncode == 2
+    assert "not a loopback address and no token" in out.stderr
