@@ -178,7 +178,8 @@ def status(config_path: str | None, as_json: bool, follow: bool, worker_timeout:
 def install_systemd(config_path: str | None, target: str, user: str, group: str,
                     shared_group: str | None, redis_unit: str, gemini_key_file: str | None,
                     executable: str | None) -> None:
-    """Write ocr-daemon-watch.service and ocr-daemon-worker@.service; start nothing."""
+    """Write ocr-daemon-watch.service and ocr-daemon-worker@.service (and
+    ocr-daemon-api.service with api.enabled); start nothing."""
     from ocr_daemon.service.systemd_units import install
 
     done = install(config_mod.load(config_path), Path(target), user=user, group=group,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import uvicorn
@@ -44,6 +45,10 @@ def serve(cfg: Config) -> int:
     stop = threading.Event()
     threading.Thread(target=_notify_when_started, args=(server, stop, f"http://{host}:{api.port}/"),
                      name="api-ready", daemon=True).start()
+    # uvicorn handles SIGTERM/SIGINT while it serves, then raises the signal again once it
+    # has stopped: these handlers take that one, so that STOPPING=1 and exit 0 follow.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:
