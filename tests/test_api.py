@@ -426,3 +426,30 @@ def test_refuses_a_public_address_without_a_token(make_env: Any) -> None:
                          capture_output=True, text=True, timeout=60, env=env.env())
     assert out.returncode == 2
     assert "not a loopback address and no token" in out.stderr
+
+
+@pytest.mark.parametrize(("api", "problem"), [
+    ({"watch": "nope"}, "api.watch: no watch named 'nope'"),
+    ({"listen": "8080"}, "api.listen"),
+    ({"listen": "127.0.0.1:99999"}, "api.listen: the port must be 1-65535"),
+    ({"tokens": ["short"]}, "api.tokens[0]"),
+    ({"max_upload_bytes": 0}, "api.max_upload_bytes"),
+    ({"engines": ["magic"]}, "api.engines[0]"),
+])
+def test_api_configuration_is_validated_with_its_key(tmp_path: Path, api: dict[str, Any],
+                                                     problem: str) -> None:
+    from ocr_daemon import config
+    from ocr_daemon.errors import ConfigError
+
+    data = {"watches": [{"name": "w", "root": str(tmp_path / "w")}], "api": api}
+    with pytest.raises(ConfigError) as caught:
+        config.parse(data, tmp_path)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_config_check_masks_api_tokens(tmp_path: Path) -> None:
+    from ocr_daemon import config
+
+    cfg = config.parse({"watches": [{"name": "w", "root": str(tmp_path / "w")}],
+                        "api": {"tokens": ["a-very-secret-token-123"]}}, tmp_path)
+    assert config.redacted(cfg)["api"]["tokens"] == ["***"]
