@@ -453,3 +453,43 @@ def test_config_check_masks_api_tokens(tmp_path: Path) -> None:
     cfg = config.parse({"watches": [{"name": "w", "root": str(tmp_path / "w")}],
                         "api": {"tokens": ["a-very-secret-token-123"]}}, tmp_path)
     assert config.redacted(cfg)["api"]["tokens"] == ["***"]
+
+
+def test_upload_claimed_while_the_broker_is_down_is_queued_by_the_watchers_sweep(
+        make_env: Any, tmp_path: Path) -> None:
+    """A claim the API could not queue (the send failed, or the API died right after the
+    claim) is a complete record on disk: the watcher's sweep queues it and it ends."""
+    import asyncio
+
+    from ocr_daemon import runtime
+    from ocr_daemon.api.uploads import Uploads, receive
+    from ocr_daemon.errors import ServiceUnavailable
+    from ocr_daemon.intake.dispatch import Dispatcher
+    from ocr_daemon.record.layout import WatchPaths
+
+    env: Env = make_env()
+    rt = runtime.build(env.cfg)
+
+    def broker_down(_watch: str, _doc_id: str, _task_id: str) -> None:
+        raise ServiceUnavailable("broker unreachable")
+
+    paths = WatchPaths.of(env.cfg.watches[0])
+    paths.ensure()
+    source = make_text_pdf(tmp_path / "later.pdf", [page_text(7)])
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"later.pdf\""
+            b"\r\n\r\n" + source.read_bytes() + b"\r\n--B--\r\n")
+
+    async def stream() -> Any:
+        yield body
+
+    received = asyncio.run(receive(stream(), "multipart/form-data; boundary=B", paths.inbox,
+                                   MAX_UPLOAD))
+    accepted = Uploads(rt, Dispatcher(rt, broker_down)).accept(paths, received, None)
+    assert not accepted.queued
+    record = paths.doc(accepted.doc_id)
+    assert record.manifest.exists() and record.source.exists()
+    assert not record.dispatch.exists() and not list(env.inbox.iterdir())
+    env.run_daemon()
+    result = env.wait_result("later", timeout=90)  # sweep: after QUEUE_GRACE_SECONDS
+    assert result["doc_id"] == accepted.doc_id
+    assert (env.outbox / "later.txt").read_text(encoding="utf-8") == page_text(7)
