@@ -20,7 +20,7 @@ from ocr_daemon.api.auth import Guard
 from ocr_daemon.api.documents import locate, view
 from ocr_daemon.api.events import EventHub
 from ocr_daemon.api.uploads import Uploads
-from ocr_daemon.errors import OcrDaemonError
+from ocr_daemon.errors import BadRequest, OcrDaemonError
 from ocr_daemon.intake.dispatch import Dispatcher, Send
 from ocr_daemon.record.layout import WatchPaths
 from ocr_daemon.runtime import Runtime
@@ -46,8 +46,6 @@ class Services:
     guard: Guard
 
     def paths(self, watch_name: str | None) -> WatchPaths:
-        from ocr_daemon.errors import BadRequest
-
         name = watch_name or self.rt.cfg.api.watch or self.rt.cfg.watches[0].name
         try:
             watch = self.rt.cfg.watch(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterable
 from typing import Annotated, Any
 
@@ -81,7 +82,7 @@ async def upload(request: Request, svc: Services, key: str | None) -> tuple[Acce
             paths = svc.paths(received.fields.get("watch") or None)
             if paths.inbox != default.inbox:  # the file must be claimed within its watch
                 moved = paths.inbox / received.tmp.name
-                await run_in_threadpool(_move, received.tmp, moved)
+                await run_in_threadpool(shutil.move, received.tmp, moved)
                 received.tmp = moved
             engine = svc.uploads.engine_for(received.fields.get("engine"), list(api.engines))
             accepted = await run_in_threadpool(svc.uploads.accept, paths, received, engine)
@@ -91,12 +92,6 @@ async def upload(request: Request, svc: Services, key: str | None) -> tuple[Acce
         return accepted, False
     finally:
         await run_in_threadpool(svc.uploads.settle, key, doc_id)
-
-
-def _move(src: Any, dst: Any) -> None:
-    import shutil
-
-    shutil.move(src, dst)
 
 
 @router.post("/documents", status_code=202, response_model=AcceptedBody,

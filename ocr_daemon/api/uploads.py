@@ -17,10 +17,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ocr_daemon import atomic, log
-from ocr_daemon.errors import BadRequest, Conflict, OcrDaemonError, StorageError, TooLarge
+from ocr_daemon.errors import (
+    BadRequest,
+    Conflict,
+    ServiceUnavailable,
+    StorageError,
+    TooLarge,
+)
 from ocr_daemon.formats import sniff
 from ocr_daemon.intake.claim import claim
 from ocr_daemon.intake.dispatch import Dispatcher
@@ -218,12 +225,12 @@ class Uploads:
             return None
         if len(key) > 255:
             raise BadRequest("Idempotency-Key is longer than 255 characters")
-        from ocr_daemon.record.state import _redis
-
-        with _redis():
+        try:
             if self.rt.store.r.set(self._key(key), "pending", nx=True, ex=600):
                 return None
             held = self.rt.store.r.get(self._key(key))
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis: {exc}") from exc
         if held and held != "pending":
             return str(held)
         raise Conflict("an upload with this Idempotency-Key is still being received",
@@ -233,12 +240,8 @@ class Uploads:
         """Remember the key's document (or forget the key: its upload failed)."""
         if not key:
             return
-        with contextlib.suppress(OcrDaemonError):
-            from ocr_daemon.record.state import _redis
-
-            with _redis():
-                if doc_id is None:
-                    self.rt.store.r.delete(self._key(key))
-                else:
-                    self.rt.store.r.set(self._key(key), doc_id,
-                                        ex=self.rt.cfg.api.idempotency_ttl)
+        with contextlib.suppress(redis.RedisError):  # the key then expires by itself
+            if doc_id is None:
+                self.rt.store.r.delete(self._key(key))
+            else:
+                self.rt.store.r.set(self._key(key), doc_id, ex=self.rt.cfg.api.idempotency_ttl)
