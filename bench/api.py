@@ -114,7 +114,9 @@ async def measure(env: Env, base: str, api_pid: int, args: argparse.Namespace,
         drain(env, total)  # the documents so far, out of the way
 
         baseline = await sequential(client, small, args.sse, "base")
+        cpu0 = cpu_seconds(api_pid)
         out["baseline_s"] = drain(env, total + len(baseline))
+        out["baseline_api_cpu"] = cpu_seconds(api_pid) - cpu0
         total += len(baseline)
 
         followed = await sequential(client, small, args.sse, "sse")
@@ -128,7 +130,9 @@ async def measure(env: Env, base: str, api_pid: int, args: argparse.Namespace,
         await asyncio.sleep(args.hold)
         out["sse_hold_cpu"] = (cpu_seconds(api_pid) - cpu0) / (time.monotonic() - held_from)
         out["sse_rss"], _ = rss_kib(api_pid)
+        cpu0 = cpu_seconds(api_pid)
         out["sse_s"] = await asyncio.to_thread(drain, env, total + len(followed))
+        out["sse_api_cpu"] = cpu_seconds(api_pid) - cpu0
         finals = await asyncio.wait_for(asyncio.gather(*tasks), 120)
         out["sse_ended"] = sum(1 for f in finals if f.get("ended"))
     return out
@@ -168,6 +172,8 @@ def main() -> None:
           f"RSS {out['sse_rss'] / 1024:.0f} MiB |")
     print(f"| {args.sse} documents drained by the worker: without / with {args.sse} SSE "
           f"clients | {out['baseline_s']:.2f} s / {out['sse_s']:.2f} s |")
+    print(f"| API CPU during those drains: without / with the SSE clients | "
+          f"{out['baseline_api_cpu']:.2f} s / {out['sse_api_cpu']:.2f} s |")
     print(f"| SSE streams that delivered the end | {out['sse_ended']} of {args.sse} |")
     emit([
         ("API upload to queued, p50 / p99", f"{pct(lat, .5) * 1000:.0f} / "
@@ -177,7 +183,8 @@ def main() -> None:
         ("API: SSE clients held at once", f"{out['sse_open']} (all ended: "
          f"{out['sse_ended']})", ">= 200", out["sse_open"] >= 200 and out["sse_ended"] >= 200),
         (f"API: {args.sse} documents drained, without / with the SSE clients",
-         f"{out['baseline_s']:.1f} / {out['sse_s']:.1f} s", "", None),
+         f"{out['baseline_s']:.1f} / {out['sse_s']:.1f} s (API CPU {out['baseline_api_cpu']:.1f}"
+         f" / {out['sse_api_cpu']:.1f} s)", "", None),
     ])
 
 

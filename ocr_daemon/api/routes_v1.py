@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ocr_daemon.api import actions
 from ocr_daemon.api.app import Services, services
-from ocr_daemon.api.documents import links, listing, locate
+from ocr_daemon.api.documents import links, listing, locate, view
 from ocr_daemon.api.uploads import Accepted, receive
 from ocr_daemon.errors import BadRequest, Conflict, TooLarge
 from ocr_daemon.record.state import DOC_STATES
@@ -127,15 +127,14 @@ def get_document(doc_id: str, svc: Svc) -> dict[str, Any]:
 
 
 def _output(svc: Services, doc_id: str, kind: str) -> Any:
+    """The text or result file of a completed document; Conflict before or otherwise."""
     found = locate(svc.rt.cfg, svc.rt.store, doc_id)
-    current = svc.view(doc_id)
+    current = view(found)
     if found.out is None or not current["ended"]:
         raise Conflict(f"document {doc_id} is {current['state']}: no {kind} yet",
                        hint="Follow /events, or ask again when it has completed.")
     path = found.out.text if kind == "text" else found.out.result
     if current["state"] != "completed" or not path.exists():
-        if kind == "text" and found.out.partial_text.exists():
-            return found.out.partial_text
         raise Conflict(f"document {doc_id} ended {current['state']}: it has no {kind}",
                        hint=(current.get("error") or {}).get("hint") or "")
     return path
