@@ -100,6 +100,7 @@ def test_uploaded_pdf_ends_as_a_document_with_its_text(served: tuple[Env, httpx.
         "completed", 100, "SUCCESS")
     assert doc["chunks"]["total"] == doc["chunks"]["completed"] == 1
     assert doc["source"]["pages"] == 3 and doc["engine"] == "auto"
+    assert doc["page_engines"] == ["pdftext"]  # auto took the text layer
     text = client.get(body["links"]["text"])
     assert text.headers["content-type"].startswith("text/plain")
     assert text.text.split("\f") == pages
@@ -134,6 +135,7 @@ def test_uploaded_image_is_read_by_ocr_and_its_events_run_to_the_end(
     assert "Invoice" in text and "4711" in text
     result = client.get(f"/v1/documents/{body['id']}/result").json()
     assert result["pages"][0]["engine"] == "tesseract"
+    assert events[-1]["page_engines"] == ["tesseract"]
 
 
 def test_concurrent_uploads_all_end_exactly_once(served: tuple[Env, httpx.Client],

@@ -101,7 +101,8 @@ def test_upload_through_the_page_reaches_100_and_shows_its_text(
     failed = wait_row(browser, "damaged.pdf", "failed")
     assert "corrupt_document" in failed.find_element(By.CSS_SELECTOR, ".error").text
     assert failed.find_element(By.CSS_SELECTOR, "button.reprocess")
-    wait_row(browser, "receipt-scan.png", "completed")
+    receipt = wait_row(browser, "receipt-scan.png", "completed")
+    assert receipt.find_element(By.CSS_SELECTOR, "td.engine").text == "auto → tesseract"
     browser.execute_script("window.scrollTo(0, 0)")
     shot = Path(os.environ.get("OCR_DAEMON_SCREENSHOT", tmp_path / "api-page.png"))
     browser.save_screenshot(str(shot))

@@ -182,6 +182,7 @@ def view(found: Located) -> dict[str, Any]:
     if state not in DOC_STATES:
         state = QUEUED
     manifest_engine = found.manifest.engine if found.manifest else None
+    result_engine, page_engines = _result_engines(found) if ended else (None, [])
     return {
         "id": found.doc_id,
         "watch": found.watch.name,
@@ -192,7 +193,8 @@ def view(found: Located) -> dict[str, Any]:
         "ended": ended,
         "ending": ending,
         "progress_percentage": pct,
-        "engine": manifest_engine or _result_engine(found) or found.watch.engine,
+        "engine": manifest_engine or result_engine or found.watch.engine,
+        "page_engines": page_engines,  # what produced its pages (auto: pdftext, tesseract)
         "source": source,
         "chunks": chunks,
         "task": {"id": task_id, "state": TASK_STATES.get(state, "PENDING")},
@@ -203,13 +205,16 @@ def view(found: Located) -> dict[str, Any]:
     }
 
 
-def _result_engine(found: Located) -> str | None:
+def _result_engines(found: Located) -> tuple[str | None, list[str]]:
+    """The engine of a completed document's result, and the engines of its pages."""
     if found.out is None or not found.out.result.exists():
-        return None
-    with contextlib.suppress(OSError, ValueError):
-        engine = atomic.read_json(found.out.result).get("engine")
-        return str(engine) if engine else None
-    return None
+        return None, []
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        result = atomic.read_json(found.out.result)
+        pages = sorted({str(p["engine"]) for p in result.get("pages", []) if p.get("engine")})
+        engine = result.get("engine")
+        return (str(engine) if engine else None), pages
+    return None, []
 
 
 def _error(error: Any) -> dict[str, Any] | None:

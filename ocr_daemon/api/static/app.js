@@ -128,7 +128,9 @@ function render(doc) {
         "aria-valuemax": "100", "aria-valuenow": String(pct) },
         el("div", { style: `width: ${pct}%` })),
       el("span", { class: "pct" }, `${pct} %`), chunkBars),
-    el("td", {}, doc.engine || ""),
+    el("td", { class: "engine" }, (doc.engine || "") +
+      (doc.page_engines && doc.page_engines.length && doc.page_engines.join() !== doc.engine
+        ? ` → ${doc.page_engines.join(", ")}` : "")),
     el("td", {}, doc.source && doc.source.pages ? String(doc.source.pages) : ""),
     el("td", {}, duration(doc)),
     actions);
