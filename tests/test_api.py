@@ -495,3 +495,28 @@ def test_upload_claimed_while_the_broker_is_down_is_queued_by_the_watchers_sweep
     result = env.wait_result("later", timeout=90)  # sweep: after QUEUE_GRACE_SECONDS
     assert result["doc_id"] == accepted.doc_id
     assert (env.outbox / "later.txt").read_text(encoding="utf-8") == page_text(7)
+
+
+def test_upload_goes_to_the_watch_it_names(make_env: Any, tmp_path: Path) -> None:
+    env: Env = make_env()
+    port = free_port()
+    second = tmp_path / "second"
+    env.write_config(watches=[{"name": "first", "root": str(env.root)},
+                              {"name": "second", "root": str(second)}],
+                     api={"listen": f"127.0.0.1:{port}", "watch": "first"})
+    proc = env.start("api")  # no workers: the documents stay in processing/
+    base = f"http://127.0.0.1:{port}"
+    wait_api(base, proc)
+    source = make_text_pdf(tmp_path / "w.pdf", [page_text(2)])
+    with httpx.Client(base_url=base, timeout=30) as client, open(source, "rb") as fh:
+        data = source.read_bytes()
+        named = client.post("/v1/documents", files={"file": ("w.pdf", data)},
+                            data={"watch": "second"}).json()
+        default = client.post("/v1/documents", files={"file": ("w.pdf", fh)}).json()
+        unknown = client.post("/v1/documents", files={"file": ("w.pdf", data)},
+                              data={"watch": "third"})
+        assert client.get(f"/v1/documents/{named['id']}").json()["watch"] == "second"
+    assert (second / "processing" / named["id"] / "source").read_bytes() == data
+    assert (env.root / "processing" / default["id"] / "source").exists()
+    assert unknown.status_code == 400 and "first, second" in unknown.json()["hint"]
+    assert not [p for p in (second / "inbox").iterdir()] + [p for p in env.inbox.iterdir()]
