@@ -21,8 +21,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from ocr_daemon.service.procs import free_port
 from ocr_daemon.testing import drawn_page, make_text_pdf, page_text
 
+from .api_support import api_env, wait_api
 from .conftest import Env
-from .test_api import api_env, wait_api
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

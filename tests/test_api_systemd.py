@@ -14,8 +14,8 @@ from ocr_daemon.service import systemd_units
 from ocr_daemon.service.procs import free_port
 from ocr_daemon.testing import make_text_pdf, page_text
 
+from .api_support import api_env, wait_api
 from .conftest import Env, wait_for
-from .test_api import api_env, wait_api
 from .test_systemd import (
     EXAMPLES,
     MAX_EXPOSURE,
