@@ -75,6 +75,16 @@ def watch(config_path: str | None) -> None:
 
 @main.command()
 @config_option
+@boundary
+def api(config_path: str | None) -> None:
+    """The HTTP API and web page (api.listen; needs Redis and the watch folders)."""
+    from ocr_daemon.api.server import serve
+
+    sys.exit(serve(_load(config_path)))
+
+
+@main.command()
+@config_option
 @click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: config).")
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool size (default: config).")
 @click.option("--pool", "-P", type=click.Choice(["prefork", "threads", "solo"]), default=None)
@@ -177,7 +187,8 @@ def status(config_path: str | None, as_json: bool, follow: bool, worker_timeout:
 def install_systemd(config_path: str | None, target: str, user: str, group: str,
                     shared_group: str | None, redis_unit: str, gemini_key_file: str | None,
                     executable: str | None) -> None:
-    """Write ocr-daemon-watch.service and ocr-daemon-worker@.service; start nothing."""
+    """Write ocr-daemon-watch.service and ocr-daemon-worker@.service (and
+    ocr-daemon-api.service with api.enabled); start nothing."""
     from ocr_daemon.service.systemd_units import install
 
     done = install(config_mod.load(config_path), Path(target), user=user, group=group,

@@ -163,6 +163,46 @@ class WebhookConfig(_Model):
     secret: str | None = None  # HMAC-SHA256 of the body in X-OCR-Daemon-Signature
 
 
+class ApiConfig(_Model):
+    """The HTTP API and web page (`ocr-daemon api`; `run` starts it when enabled)."""
+
+    enabled: bool = False
+    listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]+):[0-9]{1,5}$")] = (
+        "127.0.0.1:8080")
+    watch: str | None = None  # the watch uploads go to (default: the first)
+    max_upload_bytes: PositiveInt = 256 * 1024 * 1024
+    engines: list[str] = ["auto", "pdftext", "tesseract"]  # allowed per upload
+    tokens: list[Annotated[str, Field(min_length=16)]] = []
+    tokens_file: Path | None = None  # one token per line (systemd: a LoadCredential file)
+    cors_origins: list[str] = []
+    idempotency_ttl: PositiveInt = 24 * 3600  # seconds an Idempotency-Key is remembered
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        known = (info.context or {}).get("engine_names", BUILTIN_ENGINES)
+        unknown = [e for e in v if e not in known]
+        if unknown:
+            raise ValueError(f"unknown engine(s) {unknown}; known: {', '.join(known)}")
+        return v
+
+    @field_validator("tokens_file")
+    @classmethod
+    def _tokens_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return None
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        return (Path(base) / v.expanduser()).resolve()
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
 class WatchConfig(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     root: Path
@@ -231,6 +271,7 @@ class Config(_Model):
     workers: WorkersConfig = WorkersConfig()
     engines: EnginesConfig = EnginesConfig()
     metrics: MetricsConfig = MetricsConfig()
+    api: ApiConfig = ApiConfig()
     watches: Annotated[list[WatchConfig], Field(min_length=1)]
     _source: Path | None = PrivateAttr(default=None)
 
@@ -268,6 +309,15 @@ class Config(_Model):
                 if i < j and (a.root == b.root or a.root in b.root.parents
                               or b.root in a.root.parents):
                     raise ValueError(f"watches[{j}].root: overlaps watches[{i}].root ({a.root})")
+        return self
+
+    @model_validator(mode="after")
+    def _api_watch(self) -> Config:
+        names = [w.name for w in self.watches]
+        if self.api.watch is not None and self.api.watch not in names:
+            raise ValueError(f"api.watch: no watch named {self.api.watch!r} ({', '.join(names)})")
+        if not 1 <= self.api.port <= 65535:
+            raise ValueError("api.listen: the port must be 1-65535")
         return self
 
     @property
@@ -379,6 +429,8 @@ def redacted(cfg: Config) -> dict[str, Any]:
     key_present = bool(os.environ.get(cfg.engines.gemini.api_key_env)
                        or cfg.engines.gemini.api_key_file)
     gem["api_key"] = "***" if key_present else "(not set)"
+    api = data["api"]
+    api["tokens"] = ["***"] * len(api["tokens"])
     for watch in data["watches"]:
         hook = watch.get("webhook")
         if hook:

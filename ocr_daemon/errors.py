@@ -298,3 +298,27 @@ def describe(exc: BaseException) -> dict[str, Any]:
         "retryable": False,
         "hint": OcrDaemonError.hint,
     }
+
+
+# --- the HTTP API ----------------------------------------------------------------------
+
+
+class Unauthorized(OcrDaemonError):
+    """A request to the API without a valid bearer token."""
+
+    code = "unauthorized"
+    hint = "Send the header `Authorization: Bearer <token>` with a token of api.tokens."
+
+
+class BadRequest(OcrDaemonError):
+    """A request the API cannot act on as sent (a missing field, an unknown watch)."""
+
+    code = "bad_request"
+    hint = "See the API's schema at /docs."
+
+
+class Conflict(OcrDaemonError):
+    """The document is not in a state that allows this (reprocess a running one, ...)."""
+
+    code = "conflict"
+    hint = "Read the document's state with GET /v1/documents/{id} and try what it allows."

@@ -41,10 +41,11 @@ class Runtime:
         return watch, WatchPaths.of(watch)
 
     def engine(self, watch: WatchConfig) -> Engine:
-        if watch.name not in self._engines:
+        key = f"{watch.name}:{watch.engine}"  # a document may run another engine (its manifest)
+        if key not in self._engines:
             ctx = EngineContext(self.cfg, watch, self.store.r, self.store.prefix, self.clock)
-            self._engines[watch.name] = self.engine_factory(ctx)
-        return self._engines[watch.name]
+            self._engines[key] = self.engine_factory(ctx)
+        return self._engines[key]
 
     def ended(self, doc: Doc, state: str) -> None:
         """Run the "document ended" hooks, in order."""

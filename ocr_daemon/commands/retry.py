@@ -39,6 +39,13 @@ def _error_file_for(cfg: Config, target: Path) -> tuple[WatchConfig, Path]:
 
 def retry_one(watch: WatchConfig, error_file: Path) -> Path:
     """Move the original back into the inbox under its first name; drop the old sidecars."""
+    hidden, name = withdraw(watch, error_file)
+    return publish_in(hidden, hidden.parent, name)
+
+
+def withdraw(watch: WatchConfig, error_file: Path) -> tuple[Path, str]:
+    """Move a failed original to a hidden name in its inbox folder (the watcher ignores it)
+    and drop its old sidecars; returns that file and the name it had."""
     paths = WatchPaths.of(watch)
     record: dict[str, Any] = atomic.read_json(error_file)
     if not record.get("original"):
@@ -54,12 +61,11 @@ def retry_one(watch: WatchConfig, error_file: Path) -> Path:
         os.rename(original, hidden)
     except OSError as exc:
         raise StorageError(f"cannot move {original} back to {folder}: {exc.strerror}") from exc
-    landed = publish_in(hidden, folder, record["source"]["name"])
     stem = error_file.name[: -len(".error.json")]
     for name in (f"{stem}.progress.json", f"{stem}.partial.txt", error_file.name):
         with contextlib.suppress(FileNotFoundError):
             (error_file.parent / name).unlink()
-    return landed
+    return hidden, str(record["source"]["name"])
 
 
 def retry(cfg: Config, targets: list[Path], every: bool,

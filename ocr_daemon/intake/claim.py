@@ -39,9 +39,14 @@ def sha256_of(path: Path, limit: int) -> tuple[int, str | None]:
     return size, digest.hexdigest()
 
 
-def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int) -> Manifest | None:
+def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int, *,
+          name: str | None = None, original_name: str | None = None,
+          engine: str | None = None) -> Manifest | None:
     """Move ``src`` into a new document record; None when another claimer took it first
     (or it stopped being a regular file between the look and the rename).
+
+    ``name`` (an upload's hidden file: its sanitised client name), ``original_name`` and
+    ``engine`` (an override of the watch's) go into the manifest.
 
     The settled file is hashed first, so the durable manifest written before the rename holds
     everything but the output stem, which only the winner of the rename reserves.
@@ -50,8 +55,9 @@ def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int) -> Manifes
     doc_id = new_doc_id(now)
     dp = paths.doc(doc_id)
     manifest = Manifest(
-        doc_id=doc_id, watch=paths.name, name=src.name, rel_dir=paths.rel_dir_of(src),
+        doc_id=doc_id, watch=paths.name, name=name or src.name, rel_dir=paths.rel_dir_of(src),
         claimed_at=iso(now), claimed_by=f"{socket.gethostname()}:{os.getpid()}",
+        original_name=original_name, engine=engine,
     )
     try:
         manifest.size, manifest.sha256 = sha256_of(src, max_bytes)

@@ -32,6 +32,10 @@ class Manifest:
     size: int | None = None
     sha256: str | None = None
     stem: str | None = None
+    # Set for uploads through the API: the client's file name (``name`` is it sanitised)
+    # and an engine chosen for this document instead of the watch's.
+    original_name: str | None = None
+    engine: str | None = None
     schema: str = MANIFEST_SCHEMA
 
     @property

@@ -48,7 +48,15 @@ def load(rt: Runtime, watch_name: str, doc_id: str) -> Doc | None:
         manifest = Manifest.load(dp.manifest)
     except FileNotFoundError:
         return None
-    return Doc(watch, paths, dp, manifest)
+    return Doc(for_document(watch, manifest), paths, dp, manifest)
+
+
+def for_document(watch: WatchConfig, manifest: Manifest) -> WatchConfig:
+    """The watch's settings as this document runs them: with its own engine if it has one
+    (an API upload or reprocess may choose another)."""
+    if manifest.engine and manifest.engine != watch.engine:
+        return watch.model_copy(update={"engine": manifest.engine})
+    return watch
 
 
 def chunk_state_on_disk(doc: Doc, index: int) -> str:

@@ -39,7 +39,7 @@ def percentage(state: str, chunks: list[ChunkState]) -> int:
 
 
 def source_info(manifest: Manifest, plan: Plan | None) -> dict[str, Any]:
-    return {
+    info = {
         "name": manifest.name,
         "path": manifest.rel_path,
         "sha256": manifest.sha256,
@@ -47,6 +47,9 @@ def source_info(manifest: Manifest, plan: Plan | None) -> dict[str, Any]:
         "mime": plan.mime if plan else None,
         "pages": plan.pages if plan else None,
     }
+    if manifest.original_name is not None:  # an upload: the name its client sent
+        info["original_name"] = manifest.original_name
+    return info
 
 
 def snapshot(manifest: Manifest, plan: Plan | None, live: DocState | None,

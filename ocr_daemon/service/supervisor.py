@@ -45,12 +45,13 @@ class Stopper:
 
 
 class WorkerProcess:
-    """One `ocr-daemon worker` child, restarted when it dies."""
+    """One `ocr-daemon worker` child (or another command: `api`), restarted when it dies."""
 
-    def __init__(self, cfg: Config, url: str, index: int) -> None:
+    def __init__(self, cfg: Config, url: str, index: int, command: str = "worker") -> None:
         assert cfg.source is not None
-        self.argv = [sys.executable, "-m", "ocr_daemon", "worker", "--config", str(cfg.source),
-                     "--name", f"ocrd{index}-{os.getpid()}@%h"]
+        self.argv = [sys.executable, "-m", "ocr_daemon", command, "--config", str(cfg.source)]
+        if command == "worker":
+            self.argv += ["--name", f"ocrd{index}-{os.getpid()}@%h"]
         # NOTIFY_SOCKET is ours: a worker must not announce READY on behalf of `run`.
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
@@ -190,6 +191,9 @@ def run(cfg: Config) -> ExitCode:
         else:
             url = cfg.redis.url
         workers = [WorkerProcess(cfg, url, 0)]
+        expected = len(workers)  # Celery workers to answer a ping before READY=1
+        if cfg.api.enabled:  # the HTTP API and page: a child like the worker, restarted too
+            workers.append(WorkerProcess(cfg, url, 1, command="api"))
         for worker in workers:
             worker.start()
 
@@ -202,7 +206,7 @@ def run(cfg: Config) -> ExitCode:
 
         try:
             celery_app.configure(cfg, url)
-            _watch_loop(cfg, url, stopper, tick, WorkersReady(len(workers)))
+            _watch_loop(cfg, url, stopper, tick, WorkersReady(expected))
         finally:
             _stop_workers(workers, stopper, grace=cfg.workers.time_limit + 30)
             if redis_server is not None:

@@ -1,4 +1,4 @@
-"""systemd units for `ocr-daemon watch` and `worker@<queues>`, rendered from the config."""
+"""systemd units for `ocr-daemon watch`, `worker@<queues>` and `api`, rendered from the config."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from ocr_daemon.errors import ConfigError, InstallError, MissingDependency
 
 WATCH_UNIT = "ocr-daemon-watch.service"
 WORKER_UNIT = "ocr-daemon-worker@.service"
+API_UNIT = "ocr-daemon-api.service"
+API_TOKENS_FILE = Path("/etc/ocr-daemon/api-tokens")
+API_CREDENTIAL = "api-tokens"
+API_STOP_SEC = 30
 DEFAULT_DIR = Path("/etc/systemd/system")
 ENV_FILE = Path("/etc/ocr-daemon/ocr-daemon.env")
 GEMINI_KEY_FILE = Path("/etc/ocr-daemon/gemini-api-key")
@@ -46,6 +50,8 @@ class UnitSettings:
     env_file: Path = ENV_FILE
     time_limit: int = 660
     solo_pool: bool = False
+    api: bool = False  # api.enabled: ocr-daemon-api.service too
+    api_tokens_file: Path | None = None  # LoadCredential= source of the API's tokens
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -124,7 +130,9 @@ def from_config(cfg: Config, *, executable: Path | None = None, user: str = "ocr
         key_file = configured if configured and configured.is_absolute() else GEMINI_KEY_FILE
     roots = tuple(w.root for w in cfg.watches)
     exe = executable or find_executable()
-    for what, path in (("executable", exe), ("gemini key file", key_file)):
+    tokens_file = _api_tokens_file(cfg)
+    for what, path in (("executable", exe), ("gemini key file", key_file),
+                       ("api tokens file", tokens_file)):
         if path is not None and not path.is_absolute():
             raise InstallError(f"{what} {path}: must be an absolute path")
     warnings = [f"{p}: PrivateTmp= gives the service its own /tmp and /var/tmp, so it cannot see "
@@ -135,8 +143,21 @@ def from_config(cfg: Config, *, executable: Path | None = None, user: str = "ocr
         user=user, group=group,
         shared_group=shared_group, redis_unit=redis_unit if _local_redis(cfg.redis.url) else None,
         gemini_key_file=key_file, time_limit=cfg.workers.time_limit,
-        solo_pool=cfg.workers.pool == "solo", warnings=tuple(warnings),
+        solo_pool=cfg.workers.pool == "solo", api=cfg.api.enabled,
+        api_tokens_file=tokens_file, warnings=tuple(warnings),
     )
+
+
+def _api_tokens_file(cfg: Config) -> Path | None:
+    """The API's tokens come as a credential: from api.tokens_file, else (to serve beyond
+    loopback, where a token is required) from /etc/ocr-daemon/api-tokens."""
+    from ocr_daemon.api.auth import is_loopback
+
+    if not cfg.api.enabled:
+        return None
+    if cfg.api.tokens_file is not None:
+        return cfg.api.tokens_file
+    return None if is_loopback(cfg.api.host) else API_TOKENS_FILE
 
 
 def quote(value: str | Path, prefix: str = "", command: bool = False) -> str:
@@ -284,10 +305,33 @@ def render_worker(s: UnitSettings) -> str:
     return "\n".join(lines)
 
 
+def render_api(s: UnitSettings) -> str:
+    credential: list[str] = []
+    if s.api_tokens_file is not None:
+        credential = [
+            "# The bearer tokens (one a line), copied by systemd into $CREDENTIALS_DIRECTORY",
+            "# (%d), readable by this service only; api.tokens_file points there.",
+            f"LoadCredential={API_CREDENTIAL}:{quote(s.api_tokens_file)}",
+            f"Environment=OCR_DAEMON__API__TOKENS_FILE=%d/{API_CREDENTIAL}",
+        ]
+    lines = [
+        *_header(API_UNIT),
+        *_unit_section(s, "ocr-daemon HTTP API and web page (api.listen)"),
+        *_service_head(s, _command(s, "api"), WATCHDOG_SEC, API_STOP_SEC),
+        "SyslogIdentifier=ocr-daemon-api",
+        *credential,
+        *_sandbox(s),
+    ]
+    return "\n".join(lines)
+
+
 def write_units(s: UnitSettings, target: Path) -> list[Path]:
-    """Write both unit files into ``target``; nothing is started or reloaded."""
+    """Write the unit files into ``target``; nothing is started or reloaded."""
     written = []
-    for name, text in ((WATCH_UNIT, render_watch(s)), (WORKER_UNIT, render_worker(s))):
+    units = [(WATCH_UNIT, render_watch(s)), (WORKER_UNIT, render_worker(s))]
+    if s.api:
+        units.append((API_UNIT, render_api(s)))
+    for name, text in units:
         path = target / name
         atomic.write_text(path, text)
         written.append(path)
@@ -314,10 +358,15 @@ def next_steps(s: UnitSettings, queues: list[str], target: Path) -> list[str]:
     if s.gemini_key_file is not None:
         key = q(str(s.gemini_key_file))
         steps.append(f'(umask 077 && printf %s "$GEMINI_API_KEY" > {key})  # root-only, 0600')
+    if s.api_tokens_file is not None:
+        tokens = q(str(s.api_tokens_file))
+        steps.append(f"test -s {tokens} || (umask 077 && python3 -c 'import secrets; "
+                     f"print(secrets.token_urlsafe(32))' > {tokens})  # API token, root-only")
+    names = (WATCH_UNIT, WORKER_UNIT, *((API_UNIT,) if s.api else ()))
     if target.absolute() != DEFAULT_DIR:
-        files = " ".join(q(str(target.absolute() / n)) for n in (WATCH_UNIT, WORKER_UNIT))
+        files = " ".join(q(str(target.absolute() / n)) for n in names)
         steps.append(f"cp {files} {DEFAULT_DIR}/")
-    units = [WATCH_UNIT, *worker_units(queues)]
+    units = [WATCH_UNIT, *worker_units(queues), *((API_UNIT,) if s.api else ())]
     steps.append(f"systemctl daemon-reload && systemctl enable --now {' '.join(units)}")
     return steps
 
@@ -344,6 +393,8 @@ EXAMPLE = UnitSettings(
     state_dir=Path("/var/lib/ocr-daemon"),
     shared_group="scanners",
     gemini_key_file=GEMINI_KEY_FILE,
+    api=True,
+    api_tokens_file=API_TOKENS_FILE,
 )
 
 
