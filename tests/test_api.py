@@ -164,7 +164,9 @@ def test_failed_document_shows_its_error_and_reprocesses_with_another_engine(
         served: tuple[Env, httpx.Client], tmp_path: Path) -> None:
     env, client = served
     broken = tmp_path / "broken.pdf"
-    broken.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n")
+    # whole (it ends as a PDF must), but its cross-reference is wrong: corrupt, not truncated
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n"
+                       b"<< /Root 1 0 R >>\nstartxref\n9\n%%EOF\n")
     first = upload(client, broken).json()
     doc = wait_ended(client, first["id"])
     assert doc["state"] == "failed" and doc["error"]["code"] == "corrupt_document"

@@ -179,7 +179,7 @@ def test_refuses_a_public_address_without_a_token(make_env: Any) -> None:
     ({"listen": "127.0.0.1:99999"}, "api.listen: the port must be 1-65535"),
     ({"tokens": ["short"]}, "api.tokens[0]"),
     ({"max_upload_bytes": 0}, "api.max_upload_bytes"),
-    ({"engines": ["magic"]}, "api.engines[0]"),
+    ({"engines": ["magic"]}, "api.engines: unknown engine(s) ['magic']"),
 ])
 def test_api_configuration_is_validated_with_its_key(tmp_path: Path, api: dict[str, Any],
                                                      problem: str) -> None:
