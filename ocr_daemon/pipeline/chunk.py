@@ -45,7 +45,17 @@ def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
     else:
         path = doc.dp.source
         pages = tuple(Page(n, n - 1) for n in spec.pages)
-    return PageRequest(path=path, mime=plan.mime, pages=pages)
+    return PageRequest(path=path, mime=plan.mime, pages=pages, layers=doc.watch.pdf_output)
+
+
+def save_layers(doc: Doc, layers: dict[int, bytes]) -> None:
+    """Each page's text layer beside the chunk results, before the result that marks the
+    chunk done (a chunk done again rewrites the same files)."""
+    if not layers:
+        return
+    doc.dp.layers.mkdir(exist_ok=True)
+    for number, data in layers.items():
+        atomic.write_bytes(doc.dp.layer(number), data, durable=False)
 
 
 def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool) -> ChunkOutcome:
@@ -65,6 +75,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     started = rt.clock.monotonic()
     try:
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
+        save_layers(doc, extraction.layers)
         atomic.write_json(doc.dp.chunk_result(index), {
             "schema": RESULT_SCHEMA,
             "index": index,
