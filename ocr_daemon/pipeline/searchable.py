@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 from pypdf import PdfReader
@@ -23,7 +23,8 @@ from ocr_daemon.record.doc import Doc
 OWN_LAYER = "pdftext"  # pages read from their own text layer are left as they are
 
 
-def layer_source(doc: Doc, pages: list[dict[str, Any]], warnings: list[str]) -> overlay.LayerFor:
+def layer_source(layer_file: Callable[[int], Path], pages: list[dict[str, Any]],
+                 warnings: list[str]) -> overlay.LayerFor:
     """Each page's layer: Tesseract's positioned words, saved by its chunk; else the page's
     text in reading order (Gemini gives no positions); none for text-layer pages."""
     by_number = {p["number"]: p for p in pages}
@@ -32,7 +33,7 @@ def layer_source(doc: Doc, pages: list[dict[str, Any]], warnings: list[str]) -> 
         page = by_number.get(number)
         if page is None or page.get("missing") or page.get("engine") in (None, OWN_LAYER):
             return None
-        saved = doc.dp.layer(number)
+        saved = layer_file(number)
         if saved.exists():
             return Layer.parse(saved.read_bytes())
         if not page["text"].strip():
@@ -51,6 +52,18 @@ def _image_dpi(path: Path) -> Callable[[Image.Image, int], int]:
     return dpi_for
 
 
+def assemble(source: Path, mime: str, count: int, pages: list[dict[str, Any]],
+             layer_file: Callable[[int], Path], out: BinaryIO) -> tuple[int, list[str]]:
+    """The searchable PDF of ``source`` (``count`` pages or frames) into ``out``; how many
+    pages got a layer, and a warning per page that could not."""
+    warnings: list[str] = []
+    layer_for = layer_source(layer_file, pages, warnings)
+    if mime == PDF:
+        return overlay.overlay(source, out, layer_for, warnings.append), warnings
+    return overlay.image_pages(source, out, count, _image_dpi(source), layer_for,
+                               warnings.append), warnings
+
+
 def write_pdf(doc: Doc, plan: Plan, pages: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
     """Write outbox/<stem><pdf_suffix>; its name (None when it cannot be made) and warnings.
 
@@ -59,19 +72,13 @@ def write_pdf(doc: Doc, plan: Plan, pages: list[dict[str, Any]]) -> tuple[str | 
     target = doc.out.pdf(doc.watch.pdf_suffix)
     if not doc.dp.source.exists():
         return (target.name if target.exists() else None), []
-    warnings: list[str] = []
-    layer_for = layer_source(doc, pages, warnings)
     logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / atomic.temp_name()
     try:
         with open(tmp, "wb") as fh:
-            if plan.mime == PDF:
-                layered = overlay.overlay(doc.dp.source, fh, layer_for, warnings.append)
-            else:
-                layered = overlay.image_pages(doc.dp.source, fh, plan.pages,
-                                              _image_dpi(doc.dp.source), layer_for,
-                                              warnings.append)
+            layered, warnings = assemble(doc.dp.source, plan.mime, plan.pages, pages,
+                                         doc.dp.layer, fh)
             fh.flush()
             os.fsync(fh.fileno())
         _check(tmp, plan.pages)
