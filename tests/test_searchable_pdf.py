@@ -267,3 +267,34 @@ def test_outputs_must_keep_the_result_json_and_name_known_outputs(tmp_path: Path
     with pytest.raises(ConfigError, match=r"watches\[0\]\.pdf_suffix"):
         load(pdf_suffix="/../x.pdf")
     assert load(pdf_suffix=".ocr.pdf").watches[0].pdf_suffix == ".ocr.pdf"
+
+
+# --- many real PDFs: the update never changes how a page looks ---------------------------------
+
+ODD_PDFS = [
+    "indirect-rotation.pdf",  # /Rotate through an indirect object
+    "with_update_sections.pdf",  # several updates and xref streams already
+    "habibi-rotated.pdf",  # rotated pages, Arabic text
+    "formxobject.pdf",  # the page drawn by a Form XObject
+    "inline-image.pdf",  # an inline image in the content stream
+    "pdflatex-4-pages.pdf",  # object streams, an xref stream
+]
+
+
+@pytest.mark.parametrize("name", ODD_PDFS)
+def test_update_over_real_pdfs_keeps_every_page_as_it_looks(name: str, tmp_path: Path) -> None:
+    source = RESOURCES / name
+    out = tmp_path / "out.pdf"
+    warnings: list[str] = []
+    with open(out, "wb") as fh:
+        layered = overlay.overlay(source, fh,
+                                  lambda n, w, h: reading_order_layer(f"zebra{n} quagga", w, h),
+                                  warnings.append)
+    assert warnings == [] and layered == len(PdfReader(source).pages)
+    before = subprocess.run(["qpdf", "--check", str(source)], capture_output=True).returncode
+    assert subprocess.run(["qpdf", "--check", str(out)], capture_output=True).returncode <= before
+    for number in range(1, min(layered, 3) + 1):
+        diff = ImageChops.difference(render(out, number, tmp_path, dpi=50),
+                                     render(source, number, tmp_path, dpi=50))
+        assert diff.getbbox() is None, f"page {number} looks different"
+        assert f"zebra{number}" in pdftotext(out, number)

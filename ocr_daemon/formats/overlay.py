@@ -104,10 +104,13 @@ def overlay(source: Path, out: BinaryIO, layer_for: LayerFor, warn: Warn) -> int
                                 "without its password")
     with open(source, "rb") as src:
         shutil.copyfileobj(src, out)
-        prev = last_startxref(src)
+        try:
+            prev = last_startxref(src)
+        except ValueError as exc:  # read by pypdf's repair: an update could not chain to it
+            raise CorruptDocument(f"the PDF cannot take an update: {exc}") from exc
     out.write(b"\n")
     w = ObjectWriter(out, int(trailer.get("/Size", 0)))
-    opening = w.put(b"<</Length 2>>\nstream\nq\n\nendstream")
+    opening = 0  # the shared "q" that opens every layered page's own content, when needed
     layered = 0
     for number in range(1, pages + 1):
         try:
@@ -115,10 +118,13 @@ def overlay(source: Path, out: BinaryIO, layer_for: LayerFor, warn: Warn) -> int
             layer = layer_for(number, *shown_size(_box(page), page.rotation))
             if layer is None:
                 continue
+            opening = opening or w.put(b"<</Length 2>>\nstream\nq\n\nendstream")
             _update_page(w, reader, page, layer, opening)
             layered += 1
         except Exception as exc:  # this page keeps its original form; the others go on
             warn(f"page {number}: no text layer in the PDF ({type(exc).__name__}: {exc})")
+    if not w.offsets:
+        return 0  # no page has a layer to add: the original as it is
     head = DictionaryObject({NameObject("/Size"): NumberObject(max(w.next, 1)),
                              NameObject("/Prev"): NumberObject(prev)})
     for key in ("/Root", "/Info", "/ID"):
