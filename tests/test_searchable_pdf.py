@@ -22,6 +22,7 @@ from ocr_daemon.formats.textlayer import reading_order_layer
 
 from .cer import cer
 from .conftest import RESOURCES, Env
+from .fake_gemini import running
 
 DPI = 150  # what Tesseract reads at here: enough for these scans, and quick
 TOOLS = ("pdftotext", "pdftoppm", "qpdf")
@@ -298,3 +299,21 @@ def test_update_over_real_pdfs_keeps_every_page_as_it_looks(name: str, tmp_path:
                                      render(source, number, tmp_path, dpi=50))
         assert diff.getbbox() is None, f"page {number} looks different"
         assert f"zebra{number}" in pdftotext(out, number)
+
+
+def test_gemini_page_comes_back_with_its_text_searchable_over_the_image(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    said = "Invoice 4711\nTotal due: 1,234.56 EUR\nPayable within 30 days"
+    with running(image_text=said) as fake:
+        env = make_env(watch={"engine": "gemini", "outputs": ["text", "json", "pdf"]},
+                       engines={"gemini": {"base_url": fake.url, "timeout": 5}})
+        env.run_daemon(extra_env={"GEMINI_API_KEY": "AIzaTEST-0123456789-abcdefghijklmnopq"})
+        env.drop(RESOURCES / "phototest.tif", name="bill.tif")
+        result = env.wait_result("bill", timeout=120)
+    assert result["pages"][0]["engine"] == "gemini" and result["pdf_file"] == "bill.pdf"
+    ours = env.outbox / "bill.pdf"
+    qpdf_check(ours)
+    assert cer(pdftotext(ours), said) <= 0.01
+    (page,) = PdfReader(ours).pages
+    assert [float(v) for v in page.mediabox[2:]] == pytest.approx([640 * 72 / 200,
+                                                                    480 * 72 / 200])
