@@ -1,8 +1,9 @@
 """A text layer without word positions (Gemini pages): the text, invisible, in reading order.
 
-Each line of the page's text is laid across the page's width, top to bottom, in text render
-mode 3 (invisible) with a glyphless Identity-H font whose ToUnicode map gives back every
-character: search and copy find the text, selection is only roughly where the ink is.
+Each line of the page's text gets its own line on the page, top to bottom (squeezed to the
+page's width when long), in text render mode 3 (invisible) with a glyphless Identity-H font
+whose ToUnicode map gives back every character: search and copy find the text; a selection
+is only roughly where the ink is.
 """
 
 from __future__ import annotations
