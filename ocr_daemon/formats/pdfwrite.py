@@ -32,26 +32,37 @@ LAYER_NAME = "/OCRdText"  # the Form XObject name a layered page draws (suffixed
 
 @dataclass(frozen=True)
 class Layer:
-    """One text-only PDF page: its content (decoded), its resources, and its size."""
+    """One text-only PDF page: its content stream, its resources, and its size."""
 
     reader: PdfReader
-    content: bytes
+    data: bytes  # the content stream: Flate-compressed when ``compressed``
+    compressed: bool
     resources: DictionaryObject
     width: float
     height: float
+
+    @property
+    def content(self) -> bytes:
+        return zlib.decompress(self.data) if self.compressed else self.data
 
     @classmethod
     def parse(cls, data: bytes) -> Layer:
         reader = PdfReader(io.BytesIO(data), strict=False)
         page = reader.pages[0]
-        contents = page.get_contents()
-        content = contents.get_data() if contents is not None else b""
+        ref = page.get("/Contents")
+        stream = ref.get_object() if ref is not None else None
+        if (isinstance(stream, StreamObject) and stream.get("/Filter") == "/FlateDecode"
+                and "/DecodeParms" not in stream):
+            raw, compressed = stream._data, True  # Tesseract's: taken as it is, not re-encoded
+        else:
+            contents = page.get_contents()
+            raw, compressed = (contents.get_data() if contents is not None else b""), False
         resources = page.get("/Resources")
         res = resources.get_object() if resources is not None else DictionaryObject()
         if not isinstance(res, DictionaryObject):
             raise ValueError("the layer's resources are not a dictionary")
         box = page.mediabox
-        return cls(reader, content, res, float(box.width), float(box.height))
+        return cls(reader, raw, compressed, res, float(box.width), float(box.height))
 
 
 def serialize(obj: PdfObject, ref: Callable[[IndirectObject], bytes]) -> bytes:
@@ -146,7 +157,7 @@ class ObjectWriter:
             NameObject("/Subtype"): NameObject("/Form"),
         })
         resources = self.copy(layer.resources)
-        data = zlib.compress(layer.content, 6)
+        data = layer.data if layer.compressed else zlib.compress(layer.data, 6)
         body = (serialize(head, keep)[:-2]
                 + f" /BBox [0 0 {_num(layer.width)} {_num(layer.height)}]".encode()
                 + b" /Resources " + resources
