@@ -81,9 +81,9 @@ def word_boxes(path: Path, page: int) -> list[tuple[str, tuple[float, float, flo
         if "<word " not in line:
             continue
         attrs = dict(part.split("=") for part in line.split(">")[0].split()[1:])
-        box = tuple(float(attrs[k].strip('"')) for k in ("xMin", "yMin", "xMax", "yMax"))
-        words.append((line.split(">")[1].split("<")[0], box))
-    return words  # type: ignore[return-value]
+        x0, y0, x1, y1 = (float(attrs[k].strip('"')) for k in ("xMin", "yMin", "xMax", "yMax"))
+        words.append((line.split(">")[1].split("<")[0], (x0, y0, x1, y1)))
+    return words
 
 
 def mixed_pdf(path: Path) -> Path:
