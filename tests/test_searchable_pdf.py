@@ -305,15 +305,49 @@ def test_gemini_page_comes_back_with_its_text_searchable_over_the_image(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
     said = "Invoice 4711\nTotal due: 1,234.56 EUR\nPayable within 30 days"
     with running(image_text=said) as fake:
-        env = make_env(watch={"engine": "gemini", "outputs": ["text", "json", "pdf"]},
+        env = make_env(watch={"engine": "gemini", "outputs": ["json", "pdf"]},
                        engines={"gemini": {"base_url": fake.url, "timeout": 5}})
         env.run_daemon(extra_env={"GEMINI_API_KEY": "AIzaTEST-0123456789-abcdefghijklmnopq"})
         env.drop(RESOURCES / "phototest.tif", name="bill.tif")
         result = env.wait_result("bill", timeout=120)
     assert result["pages"][0]["engine"] == "gemini" and result["pdf_file"] == "bill.pdf"
+    assert result["text_file"] is None and not (env.outbox / "bill.txt").exists()
     ours = env.outbox / "bill.pdf"
     qpdf_check(ours)
     assert cer(pdftotext(ours), said) <= 0.01
     (page,) = PdfReader(ours).pages
     assert [float(v) for v in page.mediabox[2:]] == pytest.approx([640 * 72 / 200,
                                                                     480 * 72 / 200])
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG-palette", "PNG-rgba"])
+def test_an_image_becomes_a_page_of_its_size_with_its_pixels_kept(fmt: str,
+                                                                   tmp_path: Path) -> None:
+    with Image.open(RESOURCES / "phototest.tif") as photo:
+        rgb = photo.convert("RGB")
+    path = tmp_path / f"page.{fmt.split('-')[0].lower()}"
+    if fmt == "JPEG":
+        rgb.save(path, dpi=(150, 150), quality=80)
+    elif fmt == "PNG-palette":
+        rgb.convert("P").save(path, dpi=(150, 150))
+    else:
+        rgb.convert("RGBA").save(path, dpi=(150, 150))
+    out = tmp_path / "out.pdf"
+    with open(out, "wb") as fh:
+        layered = overlay.image_pages(path, fh, 1, lambda img, i: 150,
+                                      lambda n, w, h: reading_order_layer("seen text", w, h),
+                                      lambda m: None)
+    assert layered == 1
+    qpdf_check(out)
+    (page,) = PdfReader(out).pages
+    assert [float(v) for v in page.mediabox[2:]] == pytest.approx([640 * 72 / 150,
+                                                                    480 * 72 / 150])
+    (embedded,) = page.images
+    if fmt == "JPEG":  # the file's own bytes: no second lossy encoding
+        stream = page["/Resources"]["/XObject"]["/Im0"].get_object()
+        assert stream["/Filter"] == "/DCTDecode" and stream._data == path.read_bytes()
+    else:
+        with Image.open(path) as original:
+            assert ImageChops.difference(embedded.image.convert("RGB"),
+                                         original.convert("RGB")).getbbox() is None
+    assert "seen text" in pdftotext(out)
