@@ -8,7 +8,7 @@ from typing import Any
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
 from ocr_daemon.engines.base import Page, PageRequest
-from ocr_daemon.errors import OcrDaemonError, describe
+from ocr_daemon.errors import OcrDaemonError, StorageError, describe
 from ocr_daemon.record.disk import ChunkSpec, Plan
 from ocr_daemon.record.doc import Doc, ensure_live, error_file, publish
 from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
@@ -53,9 +53,12 @@ def save_layers(doc: Doc, layers: dict[int, bytes]) -> None:
     chunk done (a chunk done again rewrites the same files)."""
     if not layers:
         return
-    doc.dp.layers.mkdir(exist_ok=True)
+    try:  # never parents: a record removed by an ending (a cancel) must stay removed
+        doc.dp.layers.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {doc.dp.layers}: {exc.strerror or exc}") from exc
     for number, data in layers.items():
-        atomic.write_bytes(doc.dp.layer(number), data, durable=False)
+        atomic.write_bytes(doc.dp.layer(number), data, create_parents=False, durable=False)
 
 
 def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool) -> ChunkOutcome:
