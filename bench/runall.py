@@ -22,6 +22,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("overhead.py", ["--docs", "500"], ["--docs", "60"]),
     ("tesseract_vs_ocrmypdf.py", ["--rounds", "1"], ["--rounds", "1", "--quick"]),
     ("api.py", [], ["--latency", "50", "--concurrent", "20", "--sse", "200", "--hold", "2"]),
+    ("searchable_pdf.py", ["--rounds", "2"], ["--rounds", "1", "--quick", "--pages", "200"]),
 ]
 
 

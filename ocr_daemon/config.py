@@ -26,6 +26,7 @@ from ocr_daemon.errors import ConfigError
 CONFIG_ENV = "OCR_DAEMON_CONFIG"
 OVERRIDE_PREFIX = "OCR_DAEMON__"
 BUILTIN_ENGINES = ("auto", "pdftext", "tesseract", "gemini")  # plus engines.plugins' engines
+OutputName = Literal["text", "json", "pdf"]
 DEFAULT_PATTERNS = ["*.pdf", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -230,6 +231,11 @@ class WatchConfig(_Model):
     duplicates: Literal["process", "skip"] = "process"
     duplicates_window: PositiveInt = 30 * 24 * 3600  # seconds a sha256 is remembered for skip
     webhook: WebhookConfig | None = None  # POST of the final progress JSON when a document ends
+    # What outbox/ receives: text (<stem>.txt), json (<stem>.json, always: it marks the end)
+    # and pdf (<stem><pdf_suffix>: the original pages with an invisible text layer).
+    outputs: list[OutputName] = ["text", "json"]
+    pdf_suffix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{0,40}\.pdf$")] = ".pdf"
+    pdf_max_pages: PositiveInt = 2000  # a document with more pages fails when pdf is asked for
 
     @field_validator("root")
     @classmethod
@@ -259,6 +265,17 @@ class WatchConfig(_Model):
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(ENGINE_OPTIONS)}")
         return v
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, v: list[str]) -> list[str]:
+        if "json" not in v:
+            raise ValueError("must include json (the result JSON marks a document as done)")
+        return list(dict.fromkeys(v))
+
+    @property
+    def pdf_output(self) -> bool:
+        return "pdf" in self.outputs
 
 
 class Config(_Model):

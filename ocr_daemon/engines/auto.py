@@ -66,9 +66,11 @@ class AutoEngine:
         scanned = tuple(p for p in request.pages if p.number not in layer)
         if not scanned:
             return Extraction(list(layer.values()))
-        ocred = self.ocr.extract(PageRequest(request.path, request.mime, scanned))
+        ocred = self.ocr.extract(PageRequest(request.path, request.mime, scanned,
+                                             request.layers))
         by_number = {**layer, **{p.number: p for p in ocred.pages}}
-        return Extraction([by_number[p.number] for p in request.pages], ocred.warnings)
+        return Extraction([by_number[p.number] for p in request.pages], ocred.warnings,
+                          ocred.layers)
 
 
 def create(ctx: EngineContext, registry: Mapping[str, Factory]) -> Engine:

@@ -28,6 +28,7 @@ class PageRequest:
     path: Path  # a chunk file, the source PDF, or an image
     mime: str
     pages: tuple[Page, ...]
+    layers: bool = False  # also make each OCR page's text layer (the watch outputs pdf)
 
 
 @dataclass
@@ -41,6 +42,9 @@ class PageText:
 class Extraction:
     pages: list[PageText]
     warnings: list[str] = field(default_factory=list)
+    # Page number -> a one-page text-only PDF (invisible, word-positioned text) from the
+    # same OCR run as the page's text; only when the request asked for layers.
+    layers: dict[int, bytes] = field(default_factory=dict)
 
 
 class Engine(Protocol):

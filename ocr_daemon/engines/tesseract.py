@@ -8,6 +8,7 @@ import re
 import signal
 import struct
 import subprocess
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -83,10 +84,21 @@ class TesseractEngine:
 
     def extract(self, request: PageRequest) -> Extraction:
         pages = []
+        layers: dict[int, bytes] = {}
+        warnings: list[str] = []
         for page in request.pages:
             png, dpi = self._image(request, page.index)
-            pages.append(PageText(page.number, self.read(png, dpi, page.number), self.name))
-        return Extraction(pages)
+            if not request.layers:
+                pages.append(PageText(page.number, self.read(png, dpi, page.number), self.name))
+                continue
+            text, layer = self.read_with_layer(png, dpi, page.number)
+            pages.append(PageText(page.number, text, self.name))
+            if layer:
+                layers[page.number] = layer
+            else:
+                warnings.append(f"page {page.number}: tesseract made no text layer: the "
+                                "searchable PDF keeps the page without one")
+        return Extraction(pages, warnings, layers)
 
     def _image(self, request: PageRequest, index: int) -> tuple[bytes, int]:
         if request.mime == PDF:
@@ -103,10 +115,29 @@ class TesseractEngine:
 
     def read(self, png: bytes, dpi: int, number: int) -> str:
         """Text of one page image; every way the subprocess can fail becomes our error."""
+        stdout = self._run(self.argv(dpi), png, number)
+        return clean(stdout.decode("utf-8", errors="replace"))
+
+    def read_with_layer(self, png: bytes, dpi: int, number: int) -> tuple[str, bytes | None]:
+        """Text of one page image and, from the same run, its text-only PDF page (Tesseract's
+        PDF renderer with textonly_pdf=1: invisible words at their places, no image)."""
+        with tempfile.TemporaryDirectory(prefix="ocrd-tess-") as tmp:
+            base = Path(tmp) / "page"
+            argv = self.argv(dpi)
+            argv[2] = str(base)  # outputbase instead of stdout: two renderers, two files
+            self._run([*argv, "-c", "textonly_pdf=1", "txt", "pdf"], png, number)
+            try:
+                text = base.with_suffix(".txt").read_text("utf-8", errors="replace")
+            except FileNotFoundError:
+                raise PageFailed(f"page {number}: tesseract wrote no text") from None
+            layer = base.with_suffix(".pdf")
+            return clean(text), layer.read_bytes() if layer.exists() else None
+
+    def _run(self, argv: list[str], png: bytes, number: int) -> bytes:
         # One OpenMP thread: the worker pool runs pages in parallel (15.9 s vs 2.7 s a page).
         env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
         try:
-            done = subprocess.run(self.argv(dpi), input=png, capture_output=True, env=env,
+            done = subprocess.run(argv, input=png, capture_output=True, env=env,
                                   timeout=self.settings.timeout, check=False)
         except FileNotFoundError:
             raise EngineUnavailable(f"the tesseract program {self.settings.binary!r} is not "
@@ -138,8 +169,12 @@ class TesseractEngine:
             self.logger.warning("tesseract_failed", page=number, returncode=done.returncode,
                                 stderr=stderr[-2000:])
             raise PageFailed(f"page {number}: tesseract cannot read the page image: {reason}")
-        # Our .txt output separates pages with form feeds: none may come from inside a page.
-        return done.stdout.decode("utf-8", errors="replace").replace("\f", "").strip()
+        return done.stdout
+
+
+def clean(text: str) -> str:
+    """Our .txt output separates pages with form feeds: none may come from inside a page."""
+    return text.replace("\f", "").strip()
 
 
 def create(ctx: EngineContext) -> Engine:

@@ -14,7 +14,8 @@ from ocr_daemon.errors import CorruptDocument, TooLarge
 Image.MAX_IMAGE_PIXELS = 400_000_000
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open an image for reading; a bomb or an unreadable file becomes our error."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -27,7 +28,7 @@ def _open(path: Path) -> Image.Image:
 
 def count_frames(path: Path, max_pages: int) -> int:
     """Check the image decodes; a multi-page TIFF counts one page per frame."""
-    with _open(path) as img:
+    with open_image(path) as img:
         frames = getattr(img, "n_frames", 1)
         if frames > max_pages:
             raise TooLarge(f"the image has {frames} pages, more than max_pages ({max_pages})")
@@ -42,7 +43,7 @@ def count_frames(path: Path, max_pages: int) -> int:
 
 def frame_png(path: Path, index: int) -> bytes:
     """One frame as PNG bytes (grayscale kept, alpha dropped)."""
-    with _open(path) as img:
+    with open_image(path) as img:
         try:
             img.seek(index)
             frame = img.convert("L") if img.mode not in ("L", "1") else img.copy()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ocr_daemon import log
+from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
 from ocr_daemon.engines.base import Page, PageRequest
-from ocr_daemon.errors import OcrDaemonError, describe
+from ocr_daemon.errors import OcrDaemonError, StorageError, describe
 from ocr_daemon.record.disk import ChunkError, ChunkResult, ChunkSpec, Plan
 from ocr_daemon.record.doc import Doc, ensure_live, publish
 from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
@@ -43,7 +43,20 @@ def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
     else:
         path = doc.dp.source
         pages = tuple(Page(n, n - 1) for n in spec.pages)
-    return PageRequest(path=path, mime=plan.mime, pages=pages)
+    return PageRequest(path=path, mime=plan.mime, pages=pages, layers=doc.watch.pdf_output)
+
+
+def save_layers(doc: Doc, layers: dict[int, bytes]) -> None:
+    """Each page's text layer beside the chunk results, before the result that marks the
+    chunk done (a chunk done again rewrites the same files)."""
+    if not layers:
+        return
+    try:  # never parents: a record removed by an ending (a cancel) must stay removed
+        doc.dp.layers.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {doc.dp.layers}: {exc.strerror or exc}") from exc
+    for number, data in layers.items():
+        atomic.write_bytes(doc.dp.layer(number), data, create_parents=False, durable=False)
 
 
 def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool) -> ChunkOutcome:
@@ -63,6 +76,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     started = rt.clock.monotonic()
     try:
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
+        save_layers(doc, extraction.layers)
         ChunkResult(index, [asdict(p) for p in extraction.pages],
                     extraction.warnings).save(doc.dp.chunk_result(index))
     except OcrDaemonError as exc:

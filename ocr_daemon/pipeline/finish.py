@@ -16,6 +16,7 @@ from typing import Any
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
+from ocr_daemon.pipeline import searchable
 from ocr_daemon.record.disk import ChunkError, ChunkResult, Outcome, Plan
 from ocr_daemon.record.doc import Doc, pending_chunks, publish
 from ocr_daemon.record.layout import TRASH_PREFIX, free_name
@@ -224,7 +225,12 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
     out = doc.out
     pages, warnings = _pages(doc, plan)
     warnings = plan.warnings + warnings + outcome.warnings
-    atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
+    if "text" in doc.watch.outputs:
+        atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
+    pdf_file = None
+    if doc.watch.pdf_output:  # before the original is archived: the PDF is made from it
+        pdf_file, pdf_warnings = searchable.write_pdf(doc, plan, pages)
+        warnings += pdf_warnings
     now = iso(rt.clock.time())
     rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
     publish(rt, doc, plan, wait=True)
@@ -241,7 +247,8 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
         "chunks": [{"index": c.index, "pages": [c.first_page, c.last_page],
                     "attempts": attempts.get(c.index)} for c in plan.chunks],
         "chunk_errors": outcome.chunk_errors,
-        "text_file": out.text.name,
+        "text_file": out.text.name if "text" in doc.watch.outputs else None,
+        **({"pdf_file": pdf_file} if doc.watch.pdf_output else {}),
         "started_at": plan.started_at,
         "finished_at": now,
         "warnings": warnings,

@@ -34,6 +34,10 @@ def make_plan(doc: Doc, now: float) -> Plan:
         pages = pdf.count_pages(source, doc.watch.max_pages)
     else:
         pages = images.count_frames(source, doc.watch.max_pages)
+    if doc.watch.pdf_output and pages > doc.watch.pdf_max_pages:
+        raise TooLarge(f"the document has {pages} pages, more than pdf_max_pages "
+                       f"({doc.watch.pdf_max_pages}) for the searchable PDF output",
+                       hint="Raise pdf_max_pages, or drop pdf from this watch's outputs.")
     if not should_chunk(doc.watch, mime, pages, size):
         return Plan(mime, pages, chunked=False, started_at=iso(now),
                     chunks=[ChunkSpec(0, 1, pages, None)])

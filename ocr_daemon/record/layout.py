@@ -148,6 +148,14 @@ class DocPaths:
     def chunk_error(self, index: int) -> Path:
         return self.results / f"{index:05d}.error.json"
 
+    @property
+    def layers(self) -> Path:
+        return self.dir / "layers"
+
+    def layer(self, number: int) -> Path:
+        """Page ``number``'s text-only PDF page, for the searchable PDF (outputs: pdf)."""
+        return self.layers / f"{number:06d}.pdf"
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -171,6 +179,10 @@ class Outputs:
     def progress(self) -> Path:
         return self.outbox / f"{self.stem}.progress.json"
 
+    def pdf(self, suffix: str = ".pdf") -> Path:
+        """The searchable PDF (a watch's pdf_suffix, ".pdf" by default)."""
+        return self.outbox / f"{self.stem}{suffix}"
+
     @property
     def error(self) -> Path:
         return self.failed / f"{self.stem}.error.json"
@@ -192,7 +204,7 @@ class Outputs:
         """True when any file of this stem exists (another document owns it)."""
         return any(
             p.exists() or p.is_symlink()
-            for p in (self.text, self.result, self.progress, self.error,
+            for p in (self.text, self.result, self.progress, self.pdf(), self.error,
                       self.failed_progress, self.failed / self.original_name)
         )
 
