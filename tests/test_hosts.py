@@ -128,7 +128,9 @@ def test_three_hosts_one_killed_mid_run_every_document_ends_exactly_once(
                  for host in hosts}
     print(f"all {DOCUMENTS} ended {took:.1f} s after {victim.name} was killed; "
           f"documents queued by each host: {queued_by}")
-    assert all(queued_by.values()), queued_by  # every host's watcher took its share
+    # Polling watchers race for each file; the fastest wins it (the skewed host's watcher,
+    # slowed by libfaketime's stat, often wins none). The victim had claims of its own.
+    assert queued_by[victim.name] > 0 and sum(1 for n in queued_by.values() if n) >= 2, queued_by
     hostnames = {read_json(p)["source"].get("claimed_by", "").split(":")[0]
                  for p in outbox.glob("d*.json") if not p.name.endswith(".progress.json")}
     assert hostnames <= {h.name for h in hosts} or hostnames == {""}
