@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from ocr_daemon import passwords
 from ocr_daemon.errors import ConfigError
 
 CONFIG_ENV = "OCR_DAEMON_CONFIG"
@@ -145,6 +146,8 @@ class WatchConfig(_Model):
     duplicates: Literal["process", "skip"] = "process"
     duplicates_window: PositiveInt = 30 * 24 * 3600  # seconds a sha256 is remembered for skip
     webhook: WebhookConfig | None = None  # POST of the final progress JSON when a document ends
+    # Candidate passwords for encrypted PDFs, one a line; readable by the service user only.
+    passwords_file: Path | None = None
 
     @field_validator("root")
     @classmethod
@@ -158,6 +161,18 @@ class WatchConfig(_Model):
         if not os.access(root, os.W_OK | os.X_OK):
             raise ValueError("directory is not writable by this user")
         return root
+
+    @field_validator("passwords_file")
+    @classmethod
+    def _passwords_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return None
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        path = (Path(base) / v.expanduser()).resolve()
+        problem = passwords.check_private(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        return path
 
     @field_validator("engine_options")
     @classmethod

@@ -47,6 +47,7 @@ def source_info(manifest: Manifest, plan: Plan | None) -> dict[str, Any]:
         "size": manifest.size,
         "mime": plan.mime if plan else None,
         "pages": plan.pages if plan else None,
+        "decrypted": plan.decrypted if plan else False,  # never which password
     }
 
 
