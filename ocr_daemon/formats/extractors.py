@@ -9,12 +9,13 @@ has no usable text layer: `auto` OCRs it, `pdftext` leaves it empty with a warni
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_daemon.formats import pdf, poppler
-from ocr_daemon.formats.textlayer import BROKEN, NONE, OK, assess, clean
+from ocr_daemon.formats.textlayer import BROKEN, NONE, OK, assess, clean, visible_count
 
 FIRST = "pypdfium2"
 
@@ -38,10 +39,12 @@ def fallbacks() -> list[tuple[str, Reader, bool]]:
     return chain
 
 
+_CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
 def has_cjk(text: str) -> bool:
     """True when ``text`` holds CJK ideographs, kana or hangul."""
-    return any("\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
-               or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef" for ch in text)
+    return _CJK.search(text) is not None
 
 
 def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
@@ -50,7 +53,7 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
     # Only pages with CJK text pay for the font inspection (pypdf opens the file).
     cjk = [i for i in indices if has_cjk(facts[i][0])]
     unmapped = dict(zip(cjk, pdf.cid_unmapped(path, cjk), strict=True)) if cjk else {}
-    glyphs = {i: sum(1 for ch in facts[i][0] if not ch.isspace()) for i in indices}
+    glyphs = {i: visible_count(facts[i][0]) for i in indices}
     pages: dict[int, LayerPage] = {}
     reasons: dict[int, str] = {}
     for i in indices:

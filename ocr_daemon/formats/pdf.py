@@ -140,9 +140,13 @@ def page_texts(path: Path, indices: list[int]) -> list[str]:
     return [textlayer.clean(text) for text, _ in page_layers(path, indices)]
 
 
-def page_layers(path: Path, indices: list[int]) -> list[tuple[str, int]]:
-    """Raw pypdfium2 text of the given 0-based pages, and how many text objects each draws
-    (top level and inside form XObjects), for the quality check in formats/textlayer.py."""
+def page_layers(path: Path, indices: list[int],
+                count_objects: bool = True) -> list[tuple[str, int]]:
+    """Raw pypdfium2 text of the given 0-based pages, and how many text objects each draws,
+    for the quality check in formats/textlayer.py. Counting is a loop over the page's
+    objects, so it is done only where it can matter: a page with at least a quarter as many
+    characters as objects of any kind passes that check whatever the count, and gets the
+    number of all its objects instead."""
     texts = []
     with _pdfium(path) as doc:
         for i in indices:
@@ -151,13 +155,22 @@ def page_layers(path: Path, indices: list[int]) -> list[tuple[str, int]]:
                 textpage = page.get_textpage()
                 text = textpage.get_text_bounded()
                 textpage.close()
-                objects = sum(1 for _ in page.get_objects(
-                    filter=[pypdfium2_raw.FPDF_PAGEOBJ_TEXT], max_depth=2))
+                objects = 0
+                if count_objects:
+                    objects = _text_objects(page, textlayer.visible_count(text))
                 page.close()
             except pypdfium2.PdfiumError as exc:
                 raise CorruptDocument(f"page {i + 1} cannot be read: {exc}") from exc
             texts.append((text, objects))
     return texts
+
+
+def _text_objects(page: pypdfium2.PdfPage, chars: int) -> int:
+    total = int(pypdfium2_raw.FPDFPage_CountObjects(page))
+    if chars >= textlayer.MIN_CHARS_PER_OBJECT * total:
+        return total
+    return sum(1 for j in range(total) if pypdfium2_raw.FPDFPageObj_GetType(
+        pypdfium2_raw.FPDFPage_GetObject(page, j)) == pypdfium2_raw.FPDF_PAGEOBJ_TEXT)
 
 
 def pypdf_texts(path: Path, indices: list[int]) -> list[str | None]:

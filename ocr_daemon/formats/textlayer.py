@@ -41,6 +41,16 @@ def clean(raw: str) -> str:
     return _CONTROLS.sub("", text.replace("\f", "\n"))
 
 
+# The characters bad_char() is true for, as one class for fast counting.
+_BAD = re.compile("[\x00\x01\x03-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd"
+                  "\U000f0000-\U0010ffff]")
+
+
+def visible_count(text: str) -> int:
+    """How many characters of ``text`` are not whitespace."""
+    return len("".join(text.split()))
+
+
 def bad_char(ch: str) -> bool:
     """A character that is not text: a control (but \\t \\n \\r \\f), private use, U+FFFD."""
     if ch in "\t\n\r\f":
@@ -65,12 +75,12 @@ def assess(raw: str, text_objects: int, min_chars: int, cid_unmapped: bool = Fal
     ``cid_unmapped`` says the page draws CJK text with a CID font that has no ToUnicode map,
     which only an extractor with the CID collections' tables (poppler-data) can read.
     """
-    visible = [ch for ch in raw if not ch.isspace()]
-    names = sum(len(m) for m in _GLYPH_NAMES.findall(raw))
-    bad = sum(1 for ch in visible if bad_char(ch)) + names
-    good = len(visible) - bad
-    if visible and bad / len(visible) > MAX_BAD_SHARE:
-        return Verdict(BROKEN, f"{bad} of {len(visible)} characters are control, private-use "
+    visible = visible_count(raw)
+    names = sum(len(m) for m in _GLYPH_NAMES.findall(raw)) if "/" in raw else 0
+    bad = len(_BAD.findall(raw)) + names
+    good = visible - bad
+    if visible and bad / visible > MAX_BAD_SHARE:
+        return Verdict(BROKEN, f"{bad} of {visible} characters are control, private-use "
                                "or replacement characters (unmapped glyph codes)")
     if text_objects >= MIN_OBJECTS_FOR_RATIO and good < MIN_CHARS_PER_OBJECT * text_objects:
         return Verdict(BROKEN, f"{good} characters for {text_objects} drawn text objects "
