@@ -97,8 +97,23 @@ def config_group() -> None:
 @config_option
 @boundary
 def config_check(config_path: str | None) -> None:
-    """Validate the configuration and print it resolved, secrets masked."""
+    """Validate the configuration and print it resolved, secrets masked; list the installed
+    Tesseract language packs and refuse configured languages that are not installed."""
+    from ocr_daemon.engines import languages
+
     cfg = config_mod.load(config_path)
+    packs = languages.installed(cfg.engines.tesseract.binary)
+    if packs is None:
+        click.echo(f"# tesseract ({cfg.engines.tesseract.binary}): not installed here, "
+                   "languages not checked")
+    else:
+        configured = {"engines.tesseract.languages": cfg.engines.tesseract.languages}
+        configured |= {f"watches[{i}].engine_options.languages": str(w.engine_options[
+            "languages"]) for i, w in enumerate(cfg.watches) if "languages" in w.engine_options}
+        problems = languages.config_problems(configured, packs)
+        if problems:
+            raise ConfigError(problems)
+        click.echo(f"# tesseract language packs installed: {', '.join(packs)}")
     click.echo(f"# {cfg.source}: valid")
     click.echo(yaml.safe_dump(config_mod.redacted(cfg), sort_keys=False, allow_unicode=True))
 
