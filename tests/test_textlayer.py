@@ -41,6 +41,7 @@ def test_line_end_hyphen_is_joined_the_same_for_every_extractor() -> None:
     assert clean("pur-\r\nchase") == "purchase"
     # A hyphen before a capital or a digit is a real one: kept, with its line break.
     assert clean("Franco-\nGerman") == "Franco-\nGerman"
+    assert clean("Süd-\nÖsterreich, Ver-\nöffentlichung") == "Süd-\nÖsterreich, Veröffentlichung"
     assert clean("pages 10-\n12") == "pages 10-\n12"
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # the same way: a word hyphenated at a line end is joined ("com-\npany" -> "company"), a
 # hyphen before a capital, a digit or a blank line is kept with its line break.
 PDFIUM_HYPHEN = "\x02"
-_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])-\n(?=[^\W\d_A-Z])")
+_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])-\n([^\W\d_])")
 # Other C0/C1 controls in a text layer are glyph codes a font failed to map: never text.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -37,8 +37,15 @@ def clean(raw: str) -> str:
     control characters but \\n and \\t (\\f separates pages in our .txt, so none inside)."""
     text = raw.replace("\r\n", "\n").replace("\r", "\n")
     text = text.replace(PDFIUM_HYPHEN + "\n", PDFIUM_HYPHEN).replace(PDFIUM_HYPHEN, "-\n")
-    text = _LINE_END_HYPHEN.sub("", text)
+    text = _LINE_END_HYPHEN.sub(_join, text)
     return _CONTROLS.sub("", text.replace("\f", "\n"))
+
+
+def _join(match: re.Match[str]) -> str:
+    """A line-end hyphen before a lowercase letter joins the word; before any other letter
+    (a capital: Franco-German) it stays, with its line break."""
+    after = match.group(1)
+    return after if after.islower() else match.group(0)
 
 
 # The characters bad_char() is true for, as one class for fast counting.
