@@ -240,6 +240,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="first 10 text PDFs, no scans")
     parser.add_argument("--only", help="only the text PDFs whose path contains this")
+    parser.add_argument("--part", action="append", choices=["text", "cost", "scans"],
+                        help="only this part (repeatable); default: all three")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the cost timing")
     args = parser.parse_args()
     if not CORPUS.is_dir():
@@ -247,15 +249,16 @@ def main() -> None:
     rows = manifest()
     print(f"pdftotext: {'yes' if poppler.available() else 'NOT INSTALLED'}, poppler-data: "
           f"{'yes' if poppler.reads_cjk() else 'no'}")
+    parts = args.part or ["text", "cost", "scans"]
+    table: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "render").mkdir()
-        table = text_pdfs(rows, tmp, 10 if args.quick else None, args.only)
-        if args.only:
-            emit(table)  # type: ignore[arg-type]
-            return
-        table += check_cost(rows, 2 if args.quick else args.rounds)
-        if not args.quick:
+        if "text" in parts:
+            table += text_pdfs(rows, tmp, 10 if args.quick else None, args.only)
+        if "cost" in parts and not args.only:
+            table += check_cost(rows, 2 if args.quick else args.rounds)
+        if "scans" in parts and not args.quick and not args.only:
             table += scans(rows, tmp)
     emit(table)  # type: ignore[arg-type]
 

@@ -53,7 +53,6 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
     # Only pages with CJK text pay for the font inspection (pypdf opens the file).
     cjk = [i for i in indices if has_cjk(facts[i][0])]
     unmapped = dict(zip(cjk, pdf.cid_unmapped(path, cjk), strict=True)) if cjk else {}
-    glyphs = {i: visible_count(facts[i][0]) for i in indices}
     pages: dict[int, LayerPage] = {}
     reasons: dict[int, str] = {}
     for i in indices:
@@ -65,7 +64,7 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
             pages[i] = LayerPage("", None, NONE)
         else:
             reasons[i] = verdict.reason or "broken"
-    for name, reader, reads_cjk in fallbacks():
+    for name, reader, reads_cjk in fallbacks() if len(pages) < len(indices) else []:
         pending = [i for i in indices if i not in pages]
         if not pending:
             break
@@ -73,7 +72,8 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
             if raw_text is None:
                 continue
             verdict = assess(raw_text, facts[i][1], min_chars,
-                             unmapped.get(i, False) and not reads_cjk, glyphs[i])
+                             unmapped.get(i, False) and not reads_cjk,
+                             visible_count(facts[i][0]))
             if verdict.state == OK:
                 pages[i] = LayerPage(clean(raw_text), name, BROKEN, f"{FIRST}: {reasons[i]}")
     for i in indices:

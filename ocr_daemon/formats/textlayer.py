@@ -54,8 +54,8 @@ _BAD = re.compile("[\x00\x01\x03-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd"
 
 
 def visible_count(text: str) -> int:
-    """How many characters of ``text`` are not whitespace."""
-    return len("".join(text.split()))
+    """How many characters of ``text`` are not ASCII whitespace (counted without copying)."""
+    return len(text) - sum(map(text.count, " \n\r\t\f\v"))
 
 
 def bad_char(ch: str) -> bool:
@@ -84,7 +84,7 @@ def assess(raw: str, text_objects: int, min_chars: int, cid_unmapped: bool = Fal
     """
     visible = visible_count(raw)
     names = sum(len(m) for m in _GLYPH_NAMES.findall(raw)) if "/" in raw else 0
-    bad = len(_BAD.findall(raw)) + names
+    bad = (len(_BAD.findall(raw)) if _BAD.search(raw) else 0) + names
     good = visible - bad
     if visible and bad / visible > MAX_BAD_SHARE:
         return Verdict(BROKEN, f"{bad} of {visible} characters are control, private-use "
