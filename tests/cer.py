@@ -53,13 +53,17 @@ def cer(hypothesis: str, reference: str) -> float:
 
 def agreement(text: str, reference: str) -> float:
     """Character agreement: the share of characters two texts have in common, counted as
-    multisets of NFKC characters without whitespace (reading order and line breaks, where
-    extractors legitimately differ, do not count), over the longer text; 1.0 when both are
+    multisets of NFKC characters without whitespace or invisible format characters (bidi
+    marks pdftotext adds around Arabic; reading order and line breaks, where extractors
+    legitimately differ, do not count either), over the longer text; 1.0 when both are
     empty."""
     from collections import Counter
 
-    a = Counter(ch for ch in unicodedata.normalize("NFKC", text) if not ch.isspace())
-    b = Counter(ch for ch in unicodedata.normalize("NFKC", reference) if not ch.isspace())
+    def chars(s: str) -> Counter[str]:
+        return Counter(ch for ch in unicodedata.normalize("NFKC", s)
+                       if not ch.isspace() and unicodedata.category(ch) != "Cf")
+
+    a, b = chars(text), chars(reference)
     longer = max(sum(a.values()), sum(b.values()))
     if not longer:
         return 1.0

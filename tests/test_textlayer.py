@@ -141,3 +141,14 @@ def test_tamreview_pages_with_glyph_codes_are_ocred_not_kept(tmp_path: Path) -> 
     assert (second.engine, second.text_layer) == ("tesseract", BROKEN)
     assert "Technology Acceptance Model" in " ".join(second.text.split())
     assert not any(ch < " " and ch not in "\n\t" for p in result.pages for ch in p.text)
+
+
+@needs_corpus
+def test_a_page_with_a_few_unmapped_glyphs_takes_a_clean_extractor() -> None:
+    # pdfium maps one Arabic font of this page to stray Greek letters and a control code;
+    # pypdf maps it properly: the page passes the check, but the clean reading wins.
+    source = CORPUS / "files" / "py-pdf_sample-files/015-arabic/habibi-oneline-cmap.pdf"
+    [page] = extractors.read(source, [0], 1)
+    assert (page.extractor, page.state) == ("pypdf", OK)
+    assert "glyphs without a Unicode mapping" in (page.reason or "")
+    assert page.text.split() == ["حَبيبي", "habibi", "حَبيبي"]

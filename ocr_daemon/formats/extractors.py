@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_daemon.formats import pdf, poppler
-from ocr_daemon.formats.textlayer import BROKEN, NONE, OK, assess, clean, visible_count
+from ocr_daemon.formats.textlayer import (
+    BROKEN,
+    NONE,
+    OK,
+    assess,
+    bad_share,
+    clean,
+    visible_count,
+)
 
 FIRST = "pypdfium2"
 
@@ -47,6 +55,12 @@ def has_cjk(text: str) -> bool:
     return _CJK.search(text) is not None
 
 
+def has_glyph_codes(raw: str) -> bool:
+    """True when an extractor's raw text holds a control (but pdfium's hyphen marker and line
+    ends), private-use character, U+FFFD or glyph name: a glyph it could not map."""
+    return bad_share(raw)[0] > 0
+
+
 def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
     """The text layer of the given 0-based pages, each from the first extractor that passes."""
     facts = dict(zip(indices, pdf.page_layers(path, indices), strict=True))
@@ -54,12 +68,16 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
     cjk = [i for i in indices if has_cjk(facts[i][0])]
     unmapped = dict(zip(cjk, pdf.cid_unmapped(path, cjk), strict=True)) if cjk else {}
     pages: dict[int, LayerPage] = {}
+    suspect: dict[int, LayerPage] = {}  # passed, with a few glyph codes: kept if none is clean
     reasons: dict[int, str] = {}
     for i in indices:
         raw, objects = facts[i]
         verdict = assess(raw, objects, min_chars, unmapped.get(i, False))
-        if verdict.state == OK:
+        if verdict.state == OK and not has_glyph_codes(raw):
             pages[i] = LayerPage(clean(raw), FIRST, OK)
+        elif verdict.state == OK:  # a few unmapped glyph codes: another may map them all
+            suspect[i] = LayerPage(clean(raw), FIRST, OK)
+            reasons[i] = "some glyphs without a Unicode mapping"
         elif verdict.state == NONE:
             pages[i] = LayerPage("", None, NONE)
         else:
@@ -74,8 +92,13 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
             verdict = assess(raw_text, facts[i][1], min_chars,
                              unmapped.get(i, False) and not reads_cjk,
                              visible_count(facts[i][0]))
-            if verdict.state == OK:
+            if verdict.state != OK:
+                continue
+            if i not in suspect:
                 pages[i] = LayerPage(clean(raw_text), name, BROKEN, f"{FIRST}: {reasons[i]}")
+            elif not has_glyph_codes(raw_text):
+                pages[i] = LayerPage(clean(raw_text), name, OK, f"{FIRST}: {reasons[i]}")
+    pages = {**suspect, **pages}
     for i in indices:
         pages.setdefault(i, LayerPage("", None, BROKEN, f"{FIRST}: {reasons.get(i)}; no other "
                                                          "extractor's text passed the check"))

@@ -67,6 +67,13 @@ def bad_char(ch: str) -> bool:
     return ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Co")
 
 
+def bad_share(raw: str) -> tuple[int, int]:
+    """How many of ``raw``'s visible characters are not text (bad_char, or part of a pypdf
+    glyph name), and how many are visible."""
+    names = sum(len(m) for m in _GLYPH_NAMES.findall(raw)) if "/" in raw else 0
+    return (len(_BAD.findall(raw)) if _BAD.search(raw) else 0) + names, visible_count(raw)
+
+
 @dataclass(frozen=True)
 class Verdict:
     state: str  # OK, NONE (no text on the page) or BROKEN
@@ -82,9 +89,7 @@ def assess(raw: str, text_objects: int, min_chars: int, cid_unmapped: bool = Fal
     ``cid_unmapped`` says the page draws CJK text with a CID font that has no ToUnicode map,
     which only an extractor with the CID collections' tables (poppler-data) can read.
     """
-    visible = visible_count(raw)
-    names = sum(len(m) for m in _GLYPH_NAMES.findall(raw)) if "/" in raw else 0
-    bad = (len(_BAD.findall(raw)) if _BAD.search(raw) else 0) + names
+    bad, visible = bad_share(raw)
     good = visible - bad
     if visible and bad / visible > MAX_BAD_SHARE:
         return Verdict(BROKEN, f"{bad} of {visible} characters are control, private-use "
