@@ -109,3 +109,4 @@ def test_config_check_lists_installed_packs_and_refuses_a_missing_one(tmp_path: 
     done = check(tmp_path, {}, {"engine": "tesseract", "engine_options": {"languages": "xyz"}})
     assert done.returncode == 2
     assert "watches[0].engine_options.languages: xyz not installed" in done.stderr
+

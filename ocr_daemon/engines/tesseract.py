@@ -85,25 +85,30 @@ class TesseractEngine:
 
     def extract(self, request: PageRequest) -> Extraction:
         pages = []
+        settled: str | None = None  # `auto`: the first page OSD can tell decides the chunk
         for page in request.pages:
             png, dpi = self._image(request, page.index)
-            langs = self.languages_for(png, dpi, page.number)
+            langs = settled
+            if langs is None:
+                langs, sure = self.languages_for(png, dpi, page.number)
+                settled = langs if sure else None
             pages.append(PageText(page.number, self.read(png, dpi, page.number, langs),
                                   self.name))
         return Extraction(pages)
 
-    def languages_for(self, png: bytes, dpi: int, number: int) -> str:
+    def languages_for(self, png: bytes, dpi: int, number: int) -> tuple[str, bool]:
         """The configured languages; for `auto`, the installed packs of the page's script
-        (Tesseract OSD), e.g. eng+deu+fra for a Latin page with those three installed."""
+        (Tesseract OSD), e.g. eng+deu+fra for a Latin page with those three installed. And
+        whether the choice is sure (False: OSD could not tell, the default was taken)."""
         if self.settings.languages != languages.AUTO:
-            return self.settings.languages
+            return self.settings.languages, True
         if self._packs is None:
             self._packs = languages.installed(self.settings.binary) or []
         script = languages.detect_script(self.settings.binary, png, dpi,
                                          {**os.environ, "OMP_THREAD_LIMIT": "1"})
         chosen = languages.for_script(script, self._packs)
         self.logger.debug("languages_chosen", page=number, script=script, languages=chosen)
-        return chosen
+        return chosen, script is not None
 
     def _image(self, request: PageRequest, index: int) -> tuple[bytes, int]:
         if request.mime == PDF:
