@@ -82,6 +82,9 @@ def test_encrypted_pdf_with_its_password_in_passwords_file_comes_out_as_text(
     env.drop(ENCRYPTED, name="payslip.pdf")
     result = env.wait_result("payslip", timeout=60)
     assert result["source"]["decrypted"] is True
+    [page] = result["pages"]  # each page says where its text came from
+    assert (page["engine"], page["extractor"], page["text_layer"]) == ("pdftext", "pypdfium2",
+                                                                       "ok")
     text = (env.outbox / "payslip.txt").read_text(encoding="utf-8")
     assert text.startswith("Lorem ipsum dolor sit amet")
     assert (env.archive / "payslip.pdf").read_bytes() == ENCRYPTED.read_bytes()  # kept as is
