@@ -61,8 +61,10 @@ def has_glyph_codes(raw: str) -> bool:
     return bad_share(raw)[0] > 0
 
 
-def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
-    """The text layer of the given 0-based pages, each from the first extractor that passes."""
+def read(path: Path, indices: list[int], min_chars: int,
+         chain: list[tuple[str, Reader, bool]] | None = None) -> list[LayerPage]:
+    """The text layer of the given 0-based pages, each from the first extractor that passes
+    (``chain``: the extractors after pypdfium2, by default ``fallbacks()``)."""
     facts = dict(zip(indices, pdf.page_layers(path, indices), strict=True))
     # Only pages with CJK text pay for the font inspection (pypdf opens the file).
     cjk = [i for i in indices if has_cjk(facts[i][0])]
@@ -82,7 +84,11 @@ def read(path: Path, indices: list[int], min_chars: int) -> list[LayerPage]:
             pages[i] = LayerPage("", None, NONE)
         else:
             reasons[i] = verdict.reason or "broken"
-    for name, reader, reads_cjk in fallbacks() if len(pages) < len(indices) else []:
+    if len(pages) < len(indices) and chain is None:
+        chain = fallbacks()
+    for name, reader, reads_cjk in chain or []:
+        # A page that passed with a few glyph codes is offered to both: pypdf reads Arabic
+        # in logical order where pdftotext gives it reversed (habibi-oneline-cmap.pdf).
         pending = [i for i in indices if i not in pages]
         if not pending:
             break
