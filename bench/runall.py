@@ -23,6 +23,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("tesseract_vs_ocrmypdf.py", ["--rounds", "1"], ["--rounds", "1", "--quick"]),
     ("api.py", [], ["--latency", "50", "--concurrent", "20", "--sse", "200", "--hold", "2"]),
     ("searchable_pdf.py", ["--rounds", "2"], ["--rounds", "1", "--quick", "--pages", "200"]),
+    ("fidelity.py", [], ["--quick"]),  # needs ../shared/corpus beside the repository
 ]
 
 

@@ -111,8 +111,23 @@ def config_group() -> None:
 @boundary
 def config_check(config_path: str | None, create: bool) -> None:
     """Validate the configuration and print it resolved, secrets masked (creates nothing
-    unless --create)."""
+    unless --create); list the installed Tesseract language packs and refuse configured
+    languages that are not installed."""
+    from ocr_daemon.engines import languages
+
     cfg = config_mod.load(config_path)
+    packs = languages.installed(cfg.engines.tesseract.binary)
+    if packs is None:
+        click.echo(f"# tesseract ({cfg.engines.tesseract.binary}): not installed here, "
+                   "languages not checked")
+    else:
+        configured = {"engines.tesseract.languages": cfg.engines.tesseract.languages}
+        configured |= {f"watches[{i}].engine_options.languages": str(w.engine_options[
+            "languages"]) for i, w in enumerate(cfg.watches) if "languages" in w.engine_options}
+        problems = languages.config_problems(configured, packs)
+        if problems:
+            raise ConfigError(problems)
+        click.echo(f"# tesseract language packs installed: {', '.join(packs)}")
     if create:
         from ocr_daemon.record.layout import create_folders
 

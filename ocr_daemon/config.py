@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from ocr_daemon import passwords
 from ocr_daemon.delivery.names import QUEUES, QueueName
 from ocr_daemon.engines import plugins
 from ocr_daemon.errors import ConfigError
@@ -236,6 +237,8 @@ class WatchConfig(_Model):
     outputs: list[OutputName] = ["text", "json"]
     pdf_suffix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{0,40}\.pdf$")] = ".pdf"
     pdf_max_pages: PositiveInt = 2000  # a document with more pages fails when pdf is asked for
+    # Candidate passwords for encrypted PDFs, one a line; readable by the service user only.
+    passwords_file: Path | None = None
 
     @field_validator("root")
     @classmethod
@@ -255,6 +258,18 @@ class WatchConfig(_Model):
             raise ValueError(f"unknown engine {v!r}; known: {', '.join(known)} "
                              f"(more come from engines.plugins)")
         return v
+
+    @field_validator("passwords_file")
+    @classmethod
+    def _passwords_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return None
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        path = (Path(base) / v.expanduser()).resolve()
+        problem = passwords.check_private(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        return path
 
     @field_validator("engine_options")
     @classmethod

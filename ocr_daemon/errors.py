@@ -160,7 +160,8 @@ class CorruptDocument(DocumentError):
 
 class EncryptedDocument(DocumentError):
     code = "encrypted_document"
-    hint = "The PDF needs a password to open: remove the password and drop it again."
+    hint = ("The PDF needs a password to open: remove the password and drop it again, or add "
+            "it to the watch's passwords_file (one password a line).")
 
 
 class TooLarge(DocumentError):

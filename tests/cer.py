@@ -49,3 +49,22 @@ def cer(hypothesis: str, reference: str) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     return levenshtein(hyp, ref) / len(ref)
+
+
+def agreement(text: str, reference: str) -> float:
+    """Character agreement: the share of characters two texts have in common, counted as
+    multisets of NFKC characters without whitespace or invisible format characters (bidi
+    marks pdftotext adds around Arabic; reading order and line breaks, where extractors
+    legitimately differ, do not count either), over the longer text; 1.0 when both are
+    empty."""
+    from collections import Counter
+
+    def chars(s: str) -> Counter[str]:
+        return Counter(ch for ch in unicodedata.normalize("NFKC", s)
+                       if not ch.isspace() and unicodedata.category(ch) != "Cf")
+
+    a, b = chars(text), chars(reference)
+    longer = max(sum(a.values()), sum(b.values()))
+    if not longer:
+        return 1.0
+    return sum((a & b).values()) / longer

@@ -45,7 +45,7 @@ def test_text_pdf_comes_out_as_text_json_and_progress(shared: Env, tmp_path: Pat
     assert result["schema"] == "ocr-daemon/result/v1"
     assert result["source"] == {"name": "letter.pdf", "path": "letter.pdf", "sha256": digest,
                                 "size": source.stat().st_size, "mime": "application/pdf",
-                                "pages": 3}
+                                "pages": 3, "decrypted": False}
     assert [(p["number"], p["engine"]) for p in result["pages"]] == [
         (1, "pdftext"), (2, "pdftext"), (3, "pdftext")]
     assert result["engine"] == "pdftext" and result["warnings"] == []

@@ -16,9 +16,9 @@ from ocr_daemon.engines.base import Page, PageRequest
 from ocr_daemon.engines.tesseract import TesseractEngine
 from ocr_daemon.errors import ConfigError, EncryptedDocument
 from ocr_daemon.formats import overlay
+from ocr_daemon.formats.invisible_text import reading_order_layer
 from ocr_daemon.formats.pdfwrite import Layer
 from ocr_daemon.formats.sniff import TIFF
-from ocr_daemon.formats.textlayer import reading_order_layer
 
 from .cer import cer
 from .conftest import RESOURCES, Env

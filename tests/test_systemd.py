@@ -137,6 +137,22 @@ def test_a_configured_key_file_becomes_the_credential_source(make_env: Callable[
     assert "/etc/secrets/gemini.key" in result.stdout  # the step that writes it, mode 0600
 
 
+def test_passwords_files_become_credentials_of_both_units(make_env: Callable[..., Env],
+                                                          tmp_path: Path) -> None:
+    secret = tmp_path / "pdf-passwords"
+    secret.write_text("hunter2\n", encoding="utf-8")
+    secret.chmod(0o600)
+    env = make_env(watch={"passwords_file": str(secret)})
+    result = installed_units(env, tmp_path / "units")
+    assert result.returncode == 0, result.stderr
+    for unit in (systemd_units.WATCH_UNIT, systemd_units.WORKER_UNIT):
+        text = (tmp_path / "units" / unit).read_text()
+        assert f"LoadCredential=pdf-passwords-test:{secret}\n" in text
+        assert ("Environment=OCR_DAEMON__WATCHES__0__PASSWORDS_FILE=%d/pdf-passwords-test\n"
+                in text)
+        assert "hunter2" not in text
+
+
 def test_install_systemd_refuses_the_embedded_redis(make_env: Callable[..., Env],
                                                      tmp_path: Path) -> None:
     env = make_env(redis={"url": "embedded"})

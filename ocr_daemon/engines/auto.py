@@ -1,4 +1,4 @@
-"""Engine `auto`: a PDF page's own text layer where it has real text, OCR where it has none."""
+"""Engine `auto`: a PDF page's own text layer where it passes the quality check, else OCR."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from ocr_daemon.engines.base import (
     Factory,
     PageRequest,
     PageText,
-    has_text,
     settings_for,
 )
-from ocr_daemon.formats import pdf
+from ocr_daemon.formats import extractors
 from ocr_daemon.formats.sniff import PDF
 
 
@@ -59,16 +58,21 @@ class AutoEngine:
     def extract(self, request: PageRequest) -> Extraction:
         if request.mime != PDF:  # an image has no text layer
             return self.ocr.extract(request)
-        texts = pdf.page_texts(request.path, [p.index for p in request.pages])
-        layer = {p.number: PageText(p.number, text, "pdftext")
-                 for p, text in zip(request.pages, texts, strict=True)
-                 if has_text(text, self.min_chars)}
-        scanned = tuple(p for p in request.pages if p.number not in layer)
+        layers = dict(zip((p.number for p in request.pages),
+                          extractors.read(request.path, [p.index for p in request.pages],
+                                          self.min_chars), strict=True))
+        text = {n: PageText(n, la.text, "pdftext", extractor=la.extractor,
+                            text_layer=la.state, text_layer_reason=la.reason)
+                for n, la in layers.items() if la.extractor is not None}
+        scanned = tuple(p for p in request.pages if p.number not in text)
         if not scanned:
-            return Extraction(list(layer.values()))
+            return Extraction(list(text.values()))
         ocred = self.ocr.extract(PageRequest(request.path, request.mime, scanned,
                                              request.layers))
-        by_number = {**layer, **{p.number: p for p in ocred.pages}}
+        for page in ocred.pages:  # why OCR read it: no text layer, or a broken one
+            page.text_layer = layers[page.number].state
+            page.text_layer_reason = layers[page.number].reason
+        by_number = {**text, **{p.number: p for p in ocred.pages}}
         return Extraction([by_number[p.number] for p in request.pages], ocred.warnings,
                           ocred.layers)
 

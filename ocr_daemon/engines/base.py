@@ -36,6 +36,12 @@ class PageText:
     number: int
     text: str
     engine: str
+    # For a PDF page: which text-layer extractor produced ``text`` (None when OCR did), and
+    # the text layer's state: "ok", "none" (no text), "broken" (it failed the quality
+    # check, see formats/textlayer.py; ``text_layer_reason`` says why).
+    extractor: str | None = None
+    text_layer: str | None = None
+    text_layer_reason: str | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ocr_daemon import log
 from ocr_daemon.config import TesseractConfig
+from ocr_daemon.engines import languages
 from ocr_daemon.engines.base import (
     Engine,
     EngineContext,
@@ -81,17 +82,24 @@ class TesseractEngine:
     def __init__(self, settings: TesseractConfig) -> None:
         self.settings = settings
         self.logger = log.get(engine=self.name)
+        self._packs: list[str] | None = None
 
     def extract(self, request: PageRequest) -> Extraction:
         pages = []
         layers: dict[int, bytes] = {}
         warnings: list[str] = []
+        settled: str | None = None  # `auto`: the first page OSD can tell decides the chunk
         for page in request.pages:
             png, dpi = self._image(request, page.index)
+            langs = settled
+            if langs is None:
+                langs, sure = self.languages_for(png, dpi, page.number)
+                settled = langs if sure else None
             if not request.layers:
-                pages.append(PageText(page.number, self.read(png, dpi, page.number), self.name))
+                pages.append(PageText(page.number, self.read(png, dpi, page.number, langs),
+                                      self.name))
                 continue
-            text, layer = self.read_with_layer(png, dpi, page.number)
+            text, layer = self.read_with_layer(png, dpi, page.number, langs)
             pages.append(PageText(page.number, text, self.name))
             if layer:
                 layers[page.number] = layer
@@ -99,6 +107,20 @@ class TesseractEngine:
                 warnings.append(f"page {page.number}: tesseract made no text layer: the "
                                 "searchable PDF keeps the page without one")
         return Extraction(pages, warnings, layers)
+
+    def languages_for(self, png: bytes, dpi: int, number: int) -> tuple[str, bool]:
+        """The configured languages; for `auto`, the installed packs of the page's script
+        (Tesseract OSD), e.g. eng+deu+fra for a Latin page with those three installed. And
+        whether the choice is sure (False: OSD could not tell, the default was taken)."""
+        if self.settings.languages != languages.AUTO:
+            return self.settings.languages, True
+        if self._packs is None:
+            self._packs = languages.installed(self.settings.binary) or []
+        script = languages.detect_script(self.settings.binary, png, dpi,
+                                         {**os.environ, "OMP_THREAD_LIMIT": "1"})
+        chosen = languages.for_script(script, self._packs)
+        self.logger.debug("languages_chosen", page=number, script=script, languages=chosen)
+        return chosen, script is not None
 
     def _image(self, request: PageRequest, index: int) -> tuple[bytes, int]:
         if request.mime == PDF:
@@ -108,22 +130,23 @@ class TesseractEngine:
             return png, page_dpi(*png_size(png), stated_dpi(request.path, index))
         raise UnsupportedType(f"the tesseract engine cannot read {request.mime}")
 
-    def argv(self, dpi: int) -> list[str]:
+    def argv(self, dpi: int, langs: str | None = None) -> list[str]:
         s = self.settings
-        return [s.binary, "stdin", "stdout", "-l", s.languages, "--psm", str(s.psm),
+        return [s.binary, "stdin", "stdout", "-l", langs or s.languages, "--psm", str(s.psm),
                 "--dpi", str(dpi)]
 
-    def read(self, png: bytes, dpi: int, number: int) -> str:
+    def read(self, png: bytes, dpi: int, number: int, langs: str | None = None) -> str:
         """Text of one page image; every way the subprocess can fail becomes our error."""
-        stdout = self._run(self.argv(dpi), png, number)
+        stdout = self._run(self.argv(dpi, langs), png, number)
         return clean(stdout.decode("utf-8", errors="replace"))
 
-    def read_with_layer(self, png: bytes, dpi: int, number: int) -> tuple[str, bytes | None]:
+    def read_with_layer(self, png: bytes, dpi: int, number: int,
+                        langs: str | None = None) -> tuple[str, bytes | None]:
         """Text of one page image and, from the same run, its text-only PDF page (Tesseract's
         PDF renderer with textonly_pdf=1: invisible words at their places, no image)."""
         with tempfile.TemporaryDirectory(prefix="ocrd-tess-") as tmp:
             base = Path(tmp) / "page"
-            argv = self.argv(dpi)
+            argv = self.argv(dpi, langs)
             argv[2] = str(base)  # outputbase instead of stdout: two renderers, two files
             self._run([*argv, "-c", "textonly_pdf=1", "txt", "pdf"], png, number)
             try:

@@ -10,15 +10,19 @@ import contextlib
 import io
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pypdfium2
+import pypdfium2.raw as pypdfium2_raw
 from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import FileNotDecryptedError, PdfReadError
 
 from ocr_daemon import atomic
 from ocr_daemon.errors import CorruptDocument, EncryptedDocument, StorageError, TooLarge
+from ocr_daemon.formats import textlayer
 
 # Tesseract refuses images wider or taller than 32767 pixels; a letter page at 600 dpi is
 # 34 million pixels. Larger renders only cost memory.
@@ -26,12 +30,20 @@ RENDER_MAX_SIDE = 32000
 RENDER_MAX_PIXELS = 64_000_000
 
 
-def _open(path: Path) -> PdfReader:
+def _open(path: Path, passwords: Sequence[str] = ()) -> PdfReader:
+    return _open_decrypted(path, passwords)[0]
+
+
+def _open_decrypted(path: Path, passwords: Sequence[str] = ()) -> tuple[PdfReader, bool]:
+    """The PDF opened, decrypted with the empty user password or one of ``passwords``; and
+    whether one of ``passwords`` was needed."""
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise EncryptedDocument("the PDF is encrypted and needs a password to open")
-        return reader
+            if not any(reader.decrypt(pw) != PasswordType.NOT_DECRYPTED for pw in passwords):
+                raise EncryptedDocument(_needs_password(len(passwords)))
+            return reader, True
+        return reader, False
     except (EncryptedDocument, OSError):
         raise
     except FileNotDecryptedError as exc:
@@ -42,9 +54,23 @@ def _open(path: Path) -> PdfReader:
         raise CorruptDocument(f"the PDF cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
-def count_pages(path: Path, max_pages: int) -> int:
-    """Open the PDF (empty user password allowed), check it has 1..max_pages pages."""
-    reader = _open(path)
+def _needs_password(tried: int) -> str:
+    if not tried:
+        return "the PDF is encrypted and needs a password to open"
+    return (f"the PDF is encrypted and none of the {tried} passwords in the watch's "
+            "passwords_file opens it")
+
+
+@dataclass(frozen=True)
+class Opened:
+    pages: int
+    decrypted: bool  # True when it opened only with a password from passwords_file
+
+
+def inspect(path: Path, max_pages: int, passwords: Sequence[str] = ()) -> Opened:
+    """Open the PDF (empty user password, then each of ``passwords``), check it has
+    1..max_pages pages, and say whether a password was needed."""
+    reader, decrypted = _open_decrypted(path, passwords)
     try:
         pages = len(reader.pages)
     except Exception as exc:  # damaged page tree
@@ -53,16 +79,23 @@ def count_pages(path: Path, max_pages: int) -> int:
         raise CorruptDocument("the PDF has no pages")
     if pages > max_pages:
         raise TooLarge(f"the PDF has {pages} pages, more than max_pages ({max_pages})")
-    return pages
+    return Opened(pages, decrypted)
 
 
-def split(source: Path, ranges: list[tuple[int, int]], targets: list[Path]) -> None:
+def count_pages(path: Path, max_pages: int) -> int:
+    """Open the PDF (empty user password allowed), check it has 1..max_pages pages."""
+    return inspect(path, max_pages).pages
+
+
+def split(source: Path, ranges: list[tuple[int, int]], targets: list[Path],
+          passwords: Sequence[str] = ()) -> None:
     """Write pages ``first..last`` (1-based, inclusive) of ``source`` to each target file.
 
     One chunk at a time, each written atomically; a target that already exists (from an
     earlier, interrupted attempt) is kept, so splitting again is cheap and idempotent.
+    Chunk files are never encrypted: a PDF opened with a password is read from its chunks.
     """
-    reader = _open(source)
+    reader = _open(source, passwords)
     for (first, last), target in zip(ranges, targets, strict=True):
         if target.exists():
             continue
@@ -103,7 +136,17 @@ def _pdfium(path: Path) -> Iterator[pypdfium2.PdfDocument]:
 
 
 def page_texts(path: Path, indices: list[int]) -> list[str]:
-    """Text layer of the given 0-based pages, lines joined with \\n (pypdfium2, fast)."""
+    """pypdfium2's text of the given 0-based pages as we write it (textlayer.clean)."""
+    return [textlayer.clean(text) for text, _ in page_layers(path, indices)]
+
+
+def page_layers(path: Path, indices: list[int],
+                count_objects: bool = True) -> list[tuple[str, int]]:
+    """Raw pypdfium2 text of the given 0-based pages, and how many text objects each draws,
+    for the quality check in formats/textlayer.py. Counting is a loop over the page's
+    objects, so it is done only where it can matter: a page with at least a quarter as many
+    characters as objects of any kind passes that check whatever the count, and gets the
+    number of all its objects instead."""
     texts = []
     with _pdfium(path) as doc:
         for i in indices:
@@ -112,11 +155,65 @@ def page_texts(path: Path, indices: list[int]) -> list[str]:
                 textpage = page.get_textpage()
                 text = textpage.get_text_bounded()
                 textpage.close()
+                objects = 0
+                if count_objects:
+                    objects = _text_objects(page, textlayer.visible_count(text))
                 page.close()
             except pypdfium2.PdfiumError as exc:
                 raise CorruptDocument(f"page {i + 1} cannot be read: {exc}") from exc
-            texts.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+            texts.append((text, objects))
     return texts
+
+
+def _text_objects(page: pypdfium2.PdfPage, chars: int) -> int:
+    total = int(pypdfium2_raw.FPDFPage_CountObjects(page))
+    if chars >= textlayer.MIN_CHARS_PER_OBJECT * total:
+        return total
+    return sum(1 for j in range(total) if pypdfium2_raw.FPDFPageObj_GetType(
+        pypdfium2_raw.FPDFPage_GetObject(page, j)) == pypdfium2_raw.FPDF_PAGEOBJ_TEXT)
+
+
+def pypdf_texts(path: Path, indices: list[int]) -> list[str | None]:
+    """pypdf's text of the given 0-based pages; None for a page pypdf cannot read."""
+    reader = _open(path)
+    texts: list[str | None] = []
+    for i in indices:
+        try:
+            texts.append(reader.pages[i].extract_text())
+        except Exception:  # pypdf raises many types on damaged pages: not this extractor's
+            texts.append(None)
+    return texts
+
+
+# CID fonts whose character collection only an extractor with Adobe's CID-to-Unicode tables
+# (poppler with Debian's poppler-data) can map when the font has no ToUnicode.
+CJK_ORDERINGS = frozenset({"Japan1", "GB1", "CNS1", "Korea1"})
+
+
+def _unmapped_cjk_font(ref: Any) -> bool:
+    try:
+        font = ref.get_object()
+        if font.get("/Subtype") != "/Type0" or "/ToUnicode" in font:
+            return False
+        descendant = font["/DescendantFonts"][0].get_object()
+        ordering = descendant["/CIDSystemInfo"].get_object().get("/Ordering")
+        return str(ordering) in CJK_ORDERINGS
+    except Exception:  # a damaged font dictionary says nothing either way
+        return False
+
+
+def cid_unmapped(path: Path, indices: list[int]) -> list[bool]:
+    """For each 0-based page: does it use a CJK CID font without a ToUnicode map?"""
+    reader = _open(path)
+    flags = []
+    for i in indices:
+        try:
+            resources: Any = reader.pages[i]["/Resources"].get_object()
+            fonts = resources["/Font"].get_object()
+            flags.append(any(_unmapped_cjk_font(f) for f in fonts.values()))
+        except Exception:  # no fonts, or a damaged resource dictionary
+            flags.append(False)
+    return flags
 
 
 def render(path: Path, index: int, dpi: int) -> tuple[bytes, int]:

@@ -1,90 +1,107 @@
-"""A text layer without word positions (Gemini pages): the text, invisible, in reading order.
-
-Each line of the page's text gets its own line on the page, top to bottom (squeezed to the
-page's width when long), in text render mode 3 (invisible) with a glyphless Identity-H font
-whose ToUnicode map gives back every character: search and copy find the text; a selection
-is only roughly where the ink is.
-"""
+"""Text-layer hygiene: one way to write hyphens and line ends, and a cheap broken-text check."""
 
 from __future__ import annotations
 
-import io
+import re
+import unicodedata
+from dataclasses import dataclass
 
-from pypdf.generic import DictionaryObject
+# pdfium marks a hyphen it found at a line end (a word split across lines) with U+0002 and
+# drops the line break; pdftotext joins such words too. Every extractor's text is written
+# the same way: a word hyphenated at a line end is joined ("com-\npany" -> "company"), a
+# hyphen before a capital, a digit or a blank line is kept with its line break.
+PDFIUM_HYPHEN = "\x02"
+_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])-\n([^\W\d_])")
+# Other C0/C1 controls in a text layer are glyph codes a font failed to map: never text.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-from ocr_daemon.formats.pdfwrite import Layer, ObjectWriter, matrix
+# The quality check: a page fails when more than this share of its visible characters are
+# controls, private-use or U+FFFD (glyphs with no Unicode meaning) ...
+MAX_BAD_SHARE = 0.10
+# ... or when it draws this many text objects but yields fewer characters than a quarter of
+# them (each text object draws at least one glyph): the fonts have no ToUnicode map ...
+MIN_OBJECTS_FOR_RATIO = 20
+MIN_CHARS_PER_OBJECT = 0.25
+# ... or when another extractor yields fewer than half the glyphs pdfium counted (pdfium
+# counts a glyph it cannot map as a control character; others drop it silently).
+MIN_GLYPHS_FOR_RATIO = 40
+MIN_CHARS_PER_GLYPH = 0.5
+# pypdf writes a glyph it cannot map as its name: /g18, /cid123, /uni00410042.
+_GLYPH_NAMES = re.compile(r"/(?:g\d+|cid\d+|uni[0-9A-F]{4,})")
 
-MARGIN = 0.05  # of the page, on every side
-MAX_FONT = 12.0
-GLYPH_WIDTH = 0.5  # em: the font's /DW 500
-
-
-def _cmap() -> bytes:
-    """ToUnicode: code = UTF-16 code unit (a bfrange may vary only its last byte)."""
-    body = [b"/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
-            b"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
-            b"/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
-            b"1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"]
-    for start in range(0, 256, 100):  # at most 100 entries per block
-        block = range(start, min(start + 100, 256))
-        body.append(f"{len(block)} beginbfrange\n".encode())
-        body += [b"<%02X00> <%02XFF> <%02X00>\n" % (hi, hi, hi) for hi in block]
-        body.append(b"endbfrange\n")
-    body.append(b"endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n")
-    return b"".join(body)
-
-
-def _hex(line: str) -> str:
-    units = []
-    for ch in line:
-        code = ord(ch)
-        units.append(f"{code if code < 0xD800 or 0xE000 <= code < 0x10000 else 0xFFFD:04X}")
-    return "".join(units)
+OK, NONE, BROKEN = "ok", "none", "broken"
 
 
-def content(text: str, width: float, height: float) -> bytes:
-    """The page's drawing operators: one invisible line of text per line of ``text``."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return b""
-    left, top = width * MARGIN, height * (1 - MARGIN)
-    room_w, room_h = width * (1 - 2 * MARGIN), height * (1 - 2 * MARGIN)
-    step = room_h / len(lines)
-    size = max(0.5, min(MAX_FONT, step * 0.9))
-    ops = ["BT", "3 Tr", f"/F1 {matrix([size])} Tf"]
-    for i, line in enumerate(lines):
-        stretch = 100 * room_w / max(1e-6, len(line) * GLYPH_WIDTH * size)
-        y = top - (i + 1) * step + (step - size) / 2
-        ops.append(f"{matrix([min(stretch, 100.0)])} Tz 1 0 0 1 {matrix([left, y])} Tm "
-                   f"<{_hex(line)}> Tj")
-    ops.append("ET")
-    return "\n".join(ops).encode() + b"\n"
+def clean(raw: str) -> str:
+    """An extractor's page text as we write it: \\n line ends, hyphens joined as above, no
+    control characters but \\n and \\t (\\f separates pages in our .txt, so none inside)."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace(PDFIUM_HYPHEN + "\n", PDFIUM_HYPHEN).replace(PDFIUM_HYPHEN, "-\n")
+    text = _LINE_END_HYPHEN.sub(_join, text)
+    return _CONTROLS.sub("", text.replace("\f", "\n"))
 
 
-def reading_order_layer(text: str, width: float, height: float) -> Layer:
-    """A one-page text-only PDF of ``text`` over a page ``width`` x ``height`` points."""
-    buf = io.BytesIO()
-    buf.write(b"%PDF-1.7\n")
-    w = ObjectWriter(buf, 3)
-    cmap = w.stream(DictionaryObject(), _cmap())
-    descriptor = w.put(b"<</Type /FontDescriptor /FontName /GlyphLessFont /Flags 5 "
-                       b"/FontBBox [0 0 500 1000] /ItalicAngle 0 /Ascent 1000 /Descent 0 "
-                       b"/CapHeight 1000 /StemV 80>>")
-    cid = w.put(b"<</Type /Font /Subtype /CIDFontType2 /BaseFont /GlyphLessFont "
-                b"/CIDSystemInfo <</Registry (Adobe) /Ordering (Identity) /Supplement 0>> "
-                b"/FontDescriptor " + f"{descriptor} 0 R".encode()
-                + b" /DW 500 /CIDToGIDMap /Identity>>")
-    font = w.put(b"<</Type /Font /Subtype /Type0 /BaseFont /GlyphLessFont "
-                 b"/Encoding /Identity-H /DescendantFonts [" + f"{cid} 0 R".encode()
-                 + b"] /ToUnicode " + f"{cmap} 0 R".encode() + b">>")
-    drawing = w.stream(DictionaryObject(), content(text, width, height))
-    w.put(b"<</Type /Page /Parent 2 0 R /MediaBox [0 0 " + matrix([width, height]).encode()
-          + b"] /Resources <</Font <</F1 " + f"{font} 0 R".encode() + b">>>> /Contents "
-          + f"{drawing} 0 R>>".encode())
-    page = w.next - 1
-    w.put(b"<</Type /Pages /Count 1 /Kids [" + f"{page} 0 R".encode() + b"]>>", number=2)
-    w.put(b"<</Type /Catalog /Pages 2 0 R>>", number=1)
-    xref_at = buf.tell()
-    buf.write(w.xref_table(fresh=True) + f"trailer\n<</Size {w.next} /Root 1 0 R>>\n"
-              f"startxref\n{xref_at}\n%%EOF\n".encode())
-    return Layer.parse(buf.getvalue())
+def _join(match: re.Match[str]) -> str:
+    """A line-end hyphen before a lowercase letter joins the word; before any other letter
+    (a capital: Franco-German) it stays, with its line break."""
+    after = match.group(1)
+    return after if after.islower() else match.group(0)
+
+
+# The characters bad_char() is true for, as one class for fast counting.
+_BAD = re.compile("[\x00\x01\x03-\x08\x0b\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd"
+                  "\U000f0000-\U0010ffff]")
+
+
+def visible_count(text: str) -> int:
+    """How many characters of ``text`` are not ASCII whitespace (counted without copying)."""
+    return len(text) - sum(map(text.count, " \n\r\t\f\v"))
+
+
+def bad_char(ch: str) -> bool:
+    """A character that is not text: a control (but \\t \\n \\r \\f), private use, U+FFFD."""
+    if ch in "\t\n\r\f":
+        return False
+    if ch == PDFIUM_HYPHEN:
+        return False  # pdfium's hyphen marker: mapped by clean()
+    return ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Co")
+
+
+def bad_share(raw: str) -> tuple[int, int]:
+    """How many of ``raw``'s visible characters are not text (bad_char, or part of a pypdf
+    glyph name), and how many are visible."""
+    names = sum(len(m) for m in _GLYPH_NAMES.findall(raw)) if "/" in raw else 0
+    return (len(_BAD.findall(raw)) if _BAD.search(raw) else 0) + names, visible_count(raw)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # OK, NONE (no text on the page) or BROKEN
+    reason: str | None = None
+
+
+def assess(raw: str, text_objects: int, min_chars: int, cid_unmapped: bool = False,
+           glyphs: int = 0) -> Verdict:
+    """The quality check for one page's raw extractor text.
+
+    ``text_objects`` is the number of text objects pdfium sees drawn on the page, ``glyphs``
+    the number of visible characters pdfium's own text has (mapped or not; 0 to skip);
+    ``cid_unmapped`` says the page draws CJK text with a CID font that has no ToUnicode map,
+    which only an extractor with the CID collections' tables (poppler-data) can read.
+    """
+    bad, visible = bad_share(raw)
+    good = visible - bad
+    if visible and bad / visible > MAX_BAD_SHARE:
+        return Verdict(BROKEN, f"{bad} of {visible} characters are control, private-use "
+                               "or replacement characters (unmapped glyph codes)")
+    if text_objects >= MIN_OBJECTS_FOR_RATIO and good < MIN_CHARS_PER_OBJECT * text_objects:
+        return Verdict(BROKEN, f"{good} characters for {text_objects} drawn text objects "
+                               "(fonts without a ToUnicode map)")
+    if glyphs >= MIN_GLYPHS_FOR_RATIO and good < MIN_CHARS_PER_GLYPH * glyphs:
+        return Verdict(BROKEN, f"{good} characters for {glyphs} glyphs drawn (unmapped "
+                               "glyphs dropped)")
+    if cid_unmapped:
+        return Verdict(BROKEN, "CJK text in a CID font without a ToUnicode map")
+    if good < min_chars:
+        return Verdict(NONE, None)
+    return Verdict(OK, None)

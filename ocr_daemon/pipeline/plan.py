@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ocr_daemon import passwords
 from ocr_daemon.clock import iso
 from ocr_daemon.config import WatchConfig
-from ocr_daemon.errors import TooLarge
+from ocr_daemon.errors import EncryptedDocument, TooLarge
 from ocr_daemon.formats import images, pdf
 from ocr_daemon.formats.complete import require_whole
 from ocr_daemon.formats.sniff import PDF, sniff
@@ -21,6 +24,18 @@ def should_chunk(watch: WatchConfig, mime: str, pages: int, size: int) -> bool:
     return mime == PDF and big and pages > watch.chunk_pages
 
 
+def open_pdf(source: Path, watch: WatchConfig) -> tuple[pdf.Opened, list[str]]:
+    """The PDF's page count, with the empty password or else those of the watch's
+    passwords_file (read only for an encrypted PDF), and the passwords tried."""
+    try:
+        return pdf.inspect(source, watch.max_pages), []
+    except EncryptedDocument:
+        if watch.passwords_file is None:
+            raise
+    candidates = passwords.read(watch.passwords_file)
+    return pdf.inspect(source, watch.max_pages, candidates), candidates
+
+
 def make_plan(doc: Doc, now: float) -> Plan:
     """Validate the source and decide how to process it; raises DocumentError on bad input."""
     source = doc.dp.source
@@ -30,20 +45,26 @@ def make_plan(doc: Doc, now: float) -> Plan:
                        f"({doc.watch.max_file_bytes})")
     mime = sniff(source)
     require_whole(source, mime)  # cut off while written or sent: never read it half
+    candidates: list[str] = []
+    decrypted = False
     if mime == PDF:
-        pages = pdf.count_pages(source, doc.watch.max_pages)
+        opened, candidates = open_pdf(source, doc.watch)
+        pages, decrypted = opened.pages, opened.decrypted
     else:
         pages = images.count_frames(source, doc.watch.max_pages)
     if doc.watch.pdf_output and pages > doc.watch.pdf_max_pages:
         raise TooLarge(f"the document has {pages} pages, more than pdf_max_pages "
                        f"({doc.watch.pdf_max_pages}) for the searchable PDF output",
                        hint="Raise pdf_max_pages, or drop pdf from this watch's outputs.")
-    if not should_chunk(doc.watch, mime, pages, size):
+    # Engines read a PDF opened with a password from its chunk files, which are not
+    # encrypted: the password never leaves this function.
+    if not decrypted and not should_chunk(doc.watch, mime, pages, size):
         return Plan(mime, pages, chunked=False, started_at=iso(now),
                     chunks=[ChunkSpec(0, 1, pages, None)])
     ranges = page_ranges(pages, doc.watch.chunk_pages)
     specs = [ChunkSpec(i, first, last, doc.dp.chunk_file(i).name)
              for i, (first, last) in enumerate(ranges)]
     doc.dp.chunks.mkdir(exist_ok=True)
-    pdf.split(source, ranges, [doc.dp.chunk_file(s.index) for s in specs])
-    return Plan(mime, pages, chunked=True, chunks=specs, started_at=iso(now))
+    pdf.split(source, ranges, [doc.dp.chunk_file(s.index) for s in specs], candidates)
+    return Plan(mime, pages, chunked=True, chunks=specs, started_at=iso(now),
+                decrypted=decrypted)

@@ -14,9 +14,9 @@ from ocr_daemon import atomic, log
 from ocr_daemon.engines.tesseract import page_dpi, stated_dpi
 from ocr_daemon.errors import CorruptDocument, DocumentError, OcrDaemonError, StorageError
 from ocr_daemon.formats import overlay
+from ocr_daemon.formats.invisible_text import reading_order_layer
 from ocr_daemon.formats.pdfwrite import Layer
 from ocr_daemon.formats.sniff import PDF
-from ocr_daemon.formats.textlayer import reading_order_layer
 from ocr_daemon.record.disk import Plan
 from ocr_daemon.record.doc import Doc
 

@@ -72,6 +72,7 @@ class Plan:
     chunks: list[ChunkSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     started_at: str = ""
+    decrypted: bool = False  # opened with a password from the watch's passwords_file
     schema: str = PLAN_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

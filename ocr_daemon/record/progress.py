@@ -46,6 +46,7 @@ def source_info(manifest: Manifest, plan: Plan | None) -> dict[str, Any]:
         "size": manifest.size,
         "mime": plan.mime if plan else None,
         "pages": plan.pages if plan else None,
+        "decrypted": plan.decrypted if plan else False,  # never which password
     }
     if manifest.original_name is not None:  # an upload: the name its client sent
         info["original_name"] = manifest.original_name

@@ -47,6 +47,8 @@ class UnitSettings:
     shared_group: str | None = None
     redis_unit: str | None = "redis-server.service"
     gemini_key_file: Path | None = None
+    # (watch index, watch name, file) for each watch with a passwords_file
+    password_files: tuple[tuple[int, str, Path], ...] = ()
     env_file: Path = ENV_FILE
     time_limit: int = 660
     solo_pool: bool = False
@@ -143,6 +145,8 @@ def from_config(cfg: Config, *, executable: Path | None = None, user: str = "ocr
         user=user, group=group,
         shared_group=shared_group, redis_unit=redis_unit if _local_redis(cfg.redis.url) else None,
         gemini_key_file=key_file, time_limit=cfg.workers.time_limit,
+        password_files=tuple((i, w.name, w.passwords_file) for i, w in enumerate(cfg.watches)
+                             if w.passwords_file is not None),
         solo_pool=cfg.workers.pool == "solo", api=cfg.api.enabled,
         api_tokens_file=tokens_file, warnings=tuple(warnings),
     )
@@ -270,6 +274,20 @@ def _command(s: UnitSettings, sub: str) -> str:
     return f"{quote(s.executable, command=True)} {sub} --config {quote(s.config, command=True)}"
 
 
+def _password_credentials(s: UnitSettings) -> list[str]:
+    """Each watch's passwords_file as a credential (both units load the configuration, which
+    checks the file); the file itself may stay root's, mode 0600."""
+    if not s.password_files:
+        return []
+    lines = ["# Known PDF passwords, copied by systemd into $CREDENTIALS_DIRECTORY (%d),",
+             "# readable by this service only; watches[].passwords_file points there."]
+    for index, name, path in s.password_files:
+        credential = f"pdf-passwords-{name}"
+        lines += [f"LoadCredential={credential}:{quote(path)}",
+                  f"Environment=OCR_DAEMON__WATCHES__{index}__PASSWORDS_FILE=%d/{credential}"]
+    return lines
+
+
 def render_watch(s: UnitSettings) -> str:
     exec_start = _command(s, "watch")
     lines = [
@@ -277,6 +295,7 @@ def render_watch(s: UnitSettings) -> str:
         *_unit_section(s, "ocr-daemon watcher: inbox intake, queueing, reaper"),
         *_service_head(s, exec_start, WATCHDOG_SEC, WATCH_STOP_SEC),
         "SyslogIdentifier=ocr-daemon-watch",
+        *_password_credentials(s),
         *_sandbox(s),
     ]
     return "\n".join(lines)
@@ -300,6 +319,7 @@ def render_worker(s: UnitSettings) -> str:
         *_service_head(s, exec_start, s.worker_watchdog, s.stop_timeout),
         "SyslogIdentifier=ocr-daemon-worker@%i",
         *credential,
+        *_password_credentials(s),
         *_sandbox(s),
     ]
     return "\n".join(lines)
