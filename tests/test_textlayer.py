@@ -13,8 +13,8 @@ from ocr_daemon.errors import NoTextLayer
 from ocr_daemon.formats import extractors, pdf, poppler
 from ocr_daemon.formats.sniff import PDF
 from ocr_daemon.formats.textlayer import BROKEN, NONE, OK, assess, clean
+from tests.support.brokenpdf import private_use, write_pdf
 
-from .brokenpdf import private_use, write_pdf
 from .cer import agreement, cer
 from .test_auto import auto_engine
 

@@ -43,6 +43,12 @@ def make_text_pdf(path: Path, pages: list[str], compress: bool = True) -> Path:
                        % content_ref)
         kids.append(b"%d 0 R" % len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
+    path.write_bytes(assemble(objects))
+    return path
+
+
+def assemble(objects: list[bytes]) -> bytes:
+    """A whole PDF file of ``objects`` (numbered from 1; object 1 is the catalog)."""
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -54,8 +60,7 @@ def make_text_pdf(path: Path, pages: list[str], compress: bool = True) -> Path:
         out += b"%010d 00000 n \n" % off
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
         len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return bytes(out)
 
 
 def drawn_page(text: str, dpi: int = 150) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.pdfs import assemble
+
 
 def _cmap(mapping: dict[int, int]) -> bytes:
     lines = [f"<{code:02X}> <{uni:04X}>" for code, uni in sorted(mapping.items())]
@@ -37,17 +39,7 @@ def write_pdf(path: Path, lines: list[str], to_unicode: dict[int, int] | None = 
     if to_unicode:
         cmap = _cmap(to_unicode)
         objects.append(b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
+    path.write_bytes(assemble(objects))
     return path
 
 
