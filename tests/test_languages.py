@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
-from ocr_daemon.testing import image_pdf
 
 from ocr_daemon.config import TesseractConfig
 from ocr_daemon.engines import languages
 from ocr_daemon.engines.base import Page, PageRequest
 from ocr_daemon.engines.tesseract import TesseractEngine
 from ocr_daemon.formats.sniff import PDF
+from tests.support.pdfs import image_pdf
 
 from .cer import cer
 
