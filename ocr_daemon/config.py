@@ -69,14 +69,42 @@ class WorkersConfig(_Model):
         return self
 
 
+ThinkingLevel = Literal["minimal", "low", "medium", "high"]
+# The default model: Gemini 3.1 Flash-Lite, stable and the cheapest current Gemini that reads
+# PDFs and images (gemini-2.5-flash, the old default, is retired on 2026-12-01).
+DEFAULT_GEMINI_MODEL = "gemini-3.1-flash-lite"
+
+
+def gemini_generation(model: str) -> int | None:
+    """The major version of a Gemini model id (2 for gemini-2.5-flash), None if not named so."""
+    match = re.match(r"^(?:models/)?gemini-(\d+)(?:[.-]|$)", model)
+    return int(match.group(1)) if match else None
+
+
+def thinking_levels(model: str) -> frozenset[str] | None:
+    """The thinking levels a model takes: none before Gemini 3, no `minimal` for a Pro model;
+    None when the id names no known family (a proxy's alias): the server decides."""
+    generation = gemini_generation(model)
+    if generation is None:
+        return None
+    if generation < 3:
+        return frozenset()
+    if "-pro" in model:
+        return frozenset({"low", "medium", "high"})
+    return frozenset({"minimal", "low", "medium", "high"})
+
+
 class GeminiConfig(_Model):
-    model: str = "gemini-2.5-flash"
+    model: str = DEFAULT_GEMINI_MODEL
     api_key_env: str = "GEMINI_API_KEY"
     api_key_file: Path | None = None
     base_url: str | None = None
     timeout: PositiveFloat = 120.0
     max_output_tokens: PositiveInt = 16384
-    thinking_budget: Annotated[int, Field(ge=0)] = 0
+    # Gemini 2.5 takes a thinking budget in tokens, Gemini 3 a thinking level; set one at
+    # most. Neither: 0 for a 2.x model, `minimal` (or `low` for a Pro) for a 3.x model.
+    thinking_budget: Annotated[int, Field(ge=-1)] | None = None
+    thinking_level: ThinkingLevel | None = None
     requests_per_minute: PositiveInt = 60
     tokens_per_minute: PositiveInt = 1_000_000
     prompt: str | None = None
@@ -88,6 +116,29 @@ class GeminiConfig(_Model):
     max_wait: PositiveFloat = 60.0  # most seconds a chunk waits in-process, all waits added
     refusal_retries: Annotated[int, Field(ge=0, le=5)] = 2  # RECITATION/SAFETY/MAX_TOKENS
     quota_pause: PositiveFloat | None = None  # daily quota spent: null = until it resets
+
+    @model_validator(mode="after")
+    def _thinking(self) -> GeminiConfig:
+        if self.thinking_budget is not None and self.thinking_level is not None:
+            raise ValueError("thinking_level: set thinking_level (Gemini 3) or thinking_budget "
+                             "(Gemini 2.5), not both")
+        levels = thinking_levels(self.model)
+        if self.thinking_level is not None and levels is not None \
+                and self.thinking_level not in levels:
+            takes = (f"takes {sorted(levels)}" if levels
+                     else "takes thinking_budget, not a thinking level")
+            raise ValueError(f"thinking_level: {self.thinking_level!r} is not a level model "
+                             f"{self.model} takes (it {takes})")
+        return self
+
+    def thinking(self) -> tuple[int | None, str | None]:
+        """(budget, level) to send: the configured one, else the model family's cheapest."""
+        if self.thinking_budget is not None or self.thinking_level is not None:
+            return self.thinking_budget, self.thinking_level
+        levels = thinking_levels(self.model)
+        if levels is None or not levels:
+            return 0, None
+        return None, "minimal" if "minimal" in levels else "low"
 
 
 class TesseractConfig(_Model):
@@ -211,6 +262,21 @@ class Config(_Model):
                     raise ValueError(f"watches[{j}].root: overlaps watches[{i}].root ({a.root})")
         return self
 
+    @model_validator(mode="after")
+    def _watch_gemini_options(self) -> Config:
+        """A watch's own model must take the Gemini thinking settings too."""
+        base = self.engines.gemini.model_dump()
+        for i, w in enumerate(self.watches):
+            options = {k: v for k, v in w.engine_options.items() if k in GeminiConfig.model_fields}
+            if w.engine in ("gemini", "auto") and "model" in options:
+                try:
+                    GeminiConfig.model_validate({**base, **options})
+                except ValidationError as exc:
+                    reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"watches[{i}].engine_options.model: {options['model']!r} "
+                                     f"with engines.gemini.{reason}") from None
+        return self
+
     @property
     def source(self) -> Path | None:
         """The file this configuration was read from (workers are started with it)."""
@@ -237,8 +303,11 @@ def _problems(exc: ValidationError) -> list[str]:
         loc = _format_loc(tuple(err["loc"]))
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        field = re.match(r"^([a-z_]+): (.*)$", msg, re.DOTALL)
         if msg.startswith("watches[") and ": " in msg:  # already carries its own key path
             lines.append(msg)
+        elif loc and field:  # a model's check naming its own key: the full path to it
+            lines.append(f"{loc}.{field.group(1)}: {field.group(2)}")
         else:
             lines.append(f"{loc}: {msg}" if loc else msg)
     return lines

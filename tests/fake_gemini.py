@@ -66,6 +66,19 @@ class Call:
         body = self.body if isinstance(self.body, dict) else {}
         return dict(body.get("generationConfig") or body.get("generation_config") or {})
 
+    @property
+    def thinking(self) -> dict[str, Any]:
+        """generationConfig.thinkingConfig with its keys in camelCase: the SDK sends
+        thinkingBudget but thinking_level, and the API (proto JSON) reads both spellings."""
+        gen = self.generation_config
+        found = gen.get("thinkingConfig") or gen.get("thinking_config") or {}
+        return {_camel(k): v for k, v in found.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
 
 def _b64decode(data: str) -> bytes:
     """Decode standard or URL-safe base64, padded or not (clients send either)."""

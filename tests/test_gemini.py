@@ -96,6 +96,20 @@ def test_chunk_goes_in_one_request_and_splits_back_into_pages(
     assert "exactly 4 pages" in prompt and "no commentary" in prompt
 
 
+def test_requests_carry_the_thinking_setting_of_the_model_family(
+        make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
+    request = pdf_request(tmp_path, [page_text(1)])
+    make_engine().extract(request)  # the default: a Gemini 3 Flash-Lite
+    make_engine(thinking_level="low").extract(request)
+    make_engine(model="gemini-2.5-flash").extract(request)
+    make_engine(model="gemini-2.5-flash", thinking_budget=512).extract(request)
+    sent = [(c.model, c.thinking) for c in fake.generate_calls()]
+    assert sent == [("gemini-3.1-flash-lite", {"thinkingLevel": "MINIMAL"}),
+                    ("gemini-3.1-flash-lite", {"thinkingLevel": "LOW"}),
+                    ("gemini-2.5-flash", {"thinkingBudget": 0}),
+                    ("gemini-2.5-flash", {"thinkingBudget": 512})]
+
+
 def test_page_count_mismatch_falls_back_to_one_request_per_page(
         make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
     fake.inject("merge_pages")
@@ -210,7 +224,7 @@ def test_daily_quota_pauses_every_worker_without_more_requests(
     assert len(fake.generate_calls()) == 1  # nobody asked again
     paused = gemini_guard.status(redis_server.client(), key_prefix)["paused"]
     assert [(p["model"], p["quota_id"]) for p in paused] == [
-        ("gemini-2.5-flash", "GenerateRequestsPerDayPerProjectPerModel-FreeTier")]
+        ("gemini-3.1-flash-lite", "GenerateRequestsPerDayPerProjectPerModel-FreeTier")]
 
 
 # --- keys ------------------------------------------------------------------------------------

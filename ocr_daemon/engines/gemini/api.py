@@ -117,9 +117,15 @@ class GeminiApi:
             seed=variant.seed,
             candidate_count=1,
             max_output_tokens=max_output_tokens,
-            thinking_config=types.ThinkingConfig(thinking_budget=self.s.thinking_budget),
+            thinking_config=self._thinking(),
             safety_settings=safety,
         )
+
+    def _thinking(self) -> types.ThinkingConfig:
+        budget, level = self.s.thinking()
+        if level is not None:
+            return types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
+        return types.ThinkingConfig(thinking_budget=budget)
 
     def _upload(self, media: Media, uploaded: list[str]) -> types.Part:
         """The File API: resumable upload, then wait while the file is PROCESSING."""
