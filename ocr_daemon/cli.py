@@ -95,12 +95,22 @@ def config_group() -> None:
 
 @config_group.command("check")
 @config_option
+@click.option("--online", is_flag=True,
+              help="Also ask the Gemini API once (models.get) whether key and model work.")
 @boundary
-def config_check(config_path: str | None) -> None:
+def config_check(config_path: str | None, online: bool) -> None:
     """Validate the configuration and print it resolved, secrets masked."""
     cfg = config_mod.load(config_path)
     click.echo(f"# {cfg.source}: valid")
     click.echo(yaml.safe_dump(config_mod.redacted(cfg), sort_keys=False, allow_unicode=True))
+    if online:
+        from ocr_daemon.engines.gemini.check import check
+
+        verdict = check(cfg.engines.gemini)
+        for line in verdict.lines(cfg.engines.gemini.model):
+            click.echo(line)
+        if not verdict.ok:
+            sys.exit(5)
 
 
 @main.command()

@@ -219,6 +219,18 @@ class KeyRejected(EngineUnavailable):
         self.reason = reason
 
 
+class SettingRefused(EngineUnavailable):
+    """The engine refuses a setting (a model not found or retired, a thinking setting it does
+    not take): permanent for the engine until the configuration changes. ``key`` names it."""
+
+    def __init__(self, message: str, *, key: str, reason: str) -> None:
+        super().__init__(message, hint=f"Fix {key} in the configuration (or the watch's "
+                                       f"engine_options), restart the workers, then send the "
+                                       f"failed documents again (`ocr-daemon retry`).")
+        self.key = key
+        self.reason = reason
+
+
 # --- storage -----------------------------------------------------------------------------
 
 

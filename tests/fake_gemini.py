@@ -25,6 +25,7 @@ PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
 TOKENS_PER_PAGE = 258
 
+_MODEL = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+)$")
 _GENERATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
 _UPLOAD = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
 _FILE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/]+)$")
@@ -32,7 +33,18 @@ _FILE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/]+)$")
 # What each injectable fault does; see ``FakeGemini.inject``.
 FAULTS = ("rate_limit", "daily_quota", "internal", "unavailable", "bad_gateway",
           "gateway_timeout", "slow", "max_tokens", "recitation", "safety", "merge_pages",
-          "bad_key", "forbidden")
+          "bad_key", "forbidden", "media_refused")
+
+# The models this server knows (models.get answers with their limits); any other id, or one
+# in FakeGemini.retired, is answered 404 NOT_FOUND as the real API does.
+MODELS = {
+    "gemini-3.1-flash-lite": (1_048_576, 65_536),
+    "gemini-3.5-flash-lite": (1_048_576, 65_536),
+    "gemini-3.5-flash": (1_048_576, 65_536),
+    "gemini-3.1-pro-preview": (1_048_576, 65_536),
+    "gemini-2.5-flash": (1_048_576, 65_536),
+    "gemini-2.5-pro": (1_048_576, 65_536),
+}
 
 
 @dataclass
@@ -48,7 +60,7 @@ class Fault:
 class Call:
     """One request the server received."""
 
-    kind: str  # generate | upload_start | upload | file_get | file_delete | unknown
+    kind: str  # generate | upload_start | upload | file_get | file_delete | model_get | unknown
     method: str
     path: str
     headers: dict[str, str]
@@ -161,6 +173,8 @@ class FakeGemini:
         self.image_text = image_text
         self.valid_keys: set[str] = set()  # empty: any key is accepted
         self.forbidden_keys: set[str] = set()
+        self.models = dict(MODELS)
+        self.retired: set[str] = set()  # known ids now answered 404, as after a shutdown
         self.processing_polls = 0  # files.get answers PROCESSING this many times first
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
@@ -225,6 +239,45 @@ class FakeGemini:
         if self.valid_keys and key not in self.valid_keys:
             return 400, bad_key_body()
         return None
+
+    def model_error(self, model: str | None) -> tuple[int, dict[str, Any]] | None:
+        if model in self.models and model not in self.retired:
+            return None
+        return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API "
+                               f"version v1beta, or is not supported for generateContent. "
+                               f"Call ListModels to see the list of available models and "
+                               f"their supported methods.")
+
+    def thinking_error(self, call: Call) -> tuple[int, dict[str, Any]] | None:
+        """What the API answers to a thinking setting the model does not take."""
+        model, thinking = call.model or "", call.thinking
+        level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+        if level is not None and budget is not None:
+            message = "You can only set only one of thinking budget and thinking level."
+        elif level is not None and model.startswith(("gemini-1", "gemini-2")):
+            message = "Thinking level is not supported for this model."
+        elif level == "MINIMAL" and "-pro" in model:
+            message = "Thinking level MINIMAL is not supported for this model."
+        elif budget == 0 and "-pro" in model:
+            message = "Budget 0 is invalid. This model only works in thinking mode."
+        else:
+            return None
+        return 400, error_body(400, "INVALID_ARGUMENT", message)
+
+    def model_get(self, call: Call, model: str) -> tuple[int, Any]:
+        """models.get: the model's description with its token limits."""
+        auth = self.auth_error(call.api_key)
+        if auth:
+            return auth
+        error = self.model_error(model)
+        if error:
+            return 404, error_body(404, "NOT_FOUND", f"Model models/{model} not found.")
+        limits = self.models[model]
+        return 200, {"name": f"models/{model}", "version": "001", "displayName": model,
+                     "inputTokenLimit": limits[0], "outputTokenLimit": limits[1],
+                     "supportedGenerationMethods": ["generateContent", "countTokens",
+                                                    "batchGenerateContent"],
+                     "temperature": 1, "topP": 0.95, "topK": 64, "thinking": True}
 
     def media_texts(self, body: dict[str, Any], call: Call) -> list[str]:
         texts: list[str] = []
@@ -314,12 +367,18 @@ class FakeGemini:
             return 400, bad_key_body()
         if fault.kind == "forbidden":
             return 403, forbidden_body(call.api_key)
+        if fault.kind == "media_refused":
+            return 400, error_body(400, "INVALID_ARGUMENT", f"Unsupported MIME type: "
+                                   f"{call.media[0].split(':', 1)[-1]}")
         return None
 
     def generate(self, call: Call, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        auth = self.auth_error(call.api_key)
+        auth = self.auth_error(call.api_key) or self.model_error(call.model)
         if auth:
             return auth
+        refused = self.thinking_error(call)
+        if refused:
+            return refused
         try:
             texts = self.media_texts(body, call)
         except (KeyError, ValueError) as exc:
@@ -459,6 +518,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        model = _MODEL.match(path)
+        if model:
+            call = self._record("model_get")
+            call.model = model.group("model")
+            call.status, body = self.fake.model_get(call, call.model)
+            return self._send(call.status, body)
         match = _FILE.match(path)
         call = self._record("file_get" if match else "unknown")
         status, body = (self.fake.file_get(call, match.group("id")) if match

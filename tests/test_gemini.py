@@ -84,11 +84,11 @@ def max_in_window(times: list[float], width: float) -> int:
 
 def test_chunk_goes_in_one_request_and_splits_back_into_pages(
         make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
-    engine = make_engine(max_output_tokens=4096, thinking_budget=0, model="gemini-test")
+    engine = make_engine(max_output_tokens=4096, thinking_budget=0, model="gemini-3.5-flash")
     request = pdf_request(tmp_path, [page_text(1), "", page_text(3), page_text(4)])
     assert texts_of(engine, request) == [page_text(1), "", page_text(3), page_text(4)]
     [call] = fake.generate_calls()
-    assert call.model == "gemini-test" and call.media == ["inline:application/pdf"]
+    assert call.model == "gemini-3.5-flash" and call.media == ["inline:application/pdf"]
     assert call.headers["x-goog-api-key"] == KEY
     gen = call.generation_config
     assert (gen["temperature"], gen["maxOutputTokens"]) == (0.0, 4096)

@@ -129,12 +129,14 @@ def queue_depths(client: redis.Redis, prefix: str) -> dict[str, dict[str, int]]:
 
 
 def engines(client: redis.Redis, prefix: str) -> dict[str, Any]:
-    """Engine-wide flags: Gemini disabled (key rejected) or paused (daily quota)."""
+    """Engine-wide flags: Gemini disabled (key rejected, configuration refused) or paused
+    (daily quota)."""
     try:
         flags = gemini_guard.status(client, prefix)
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis: {exc}") from exc
-    state = "disabled" if flags["disabled"] else "paused" if flags["paused"] else "ok"
+    state = ("disabled" if flags["disabled"] or flags["refused"]
+             else "paused" if flags["paused"] else "ok")
     return {"gemini": {"state": state, **flags}}
 
 

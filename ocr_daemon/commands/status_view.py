@@ -105,6 +105,10 @@ def engines_text(engines: dict[str, Any]) -> Text:
             text.append(f"DISABLED, the API key was rejected ({d.get('reason')}) since "
                         f"{d.get('since')}; checked again in {d.get('expires_in')} s. ",
                         style="bold red")
+        for r in gem.get("refused", []):
+            text.append(f"DISABLED for model {r.get('model')}: {r.get('message')}; fix "
+                        f"{r.get('key')} (checked again in {r.get('expires_in')} s). ",
+                        style="bold red")
     elif gem.get("state") == "paused":
         for p in gem["paused"]:
             text.append(f"PAUSED, daily quota of {p.get('model')} spent "

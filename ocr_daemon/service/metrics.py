@@ -275,9 +275,11 @@ class FleetCollector(Collector):
             depth.add_metric([queue, "unacked"], d["unacked"])
         gem = flags.get("gemini", {})
         engine = GaugeMetricFamily("ocrd_engine_blocked", "1 when an engine is stopped for "
-                                   "every worker (reason: key_rejected, daily_quota).",
+                                   "every worker (reason: key_rejected, config_refused, "
+                                   "daily_quota).",
                                    labels=["engine", "reason"])
         engine.add_metric(["gemini", "key_rejected"], 1 if gem.get("disabled") else 0)
+        engine.add_metric(["gemini", "config_refused"], 1 if gem.get("refused") else 0)
         engine.add_metric(["gemini", "daily_quota"], 1 if gem.get("paused") else 0)
         return [docs, depth, engine]
 

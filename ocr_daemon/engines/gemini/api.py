@@ -23,13 +23,13 @@ from ocr_daemon.config import GeminiConfig
 from ocr_daemon.engines.gemini.exchange import Answer, Variant
 from ocr_daemon.engines.gemini.media import Media, request_bytes
 from ocr_daemon.errors import (
-    EngineUnavailable,
     KeyRejected,
     OcrDaemonError,
     PageFailed,
     QuotaExhausted,
     RateLimited,
     ServerError,
+    SettingRefused,
 )
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -109,6 +109,14 @@ class GeminiApi:
             for name in uploaded:
                 self._delete(name)
 
+    def model_info(self) -> types.Model:
+        """models.get of the configured model: its token limits (and whether key and model
+        are accepted: the errors are those of a request)."""
+        try:
+            return self.client.models.get(model=self.s.model)
+        except Exception as exc:  # the adapter boundary: the SDK's errors become ours
+            raise self._ours(exc) from None
+
     def _config(self, variant: Variant, max_output_tokens: int) -> types.GenerateContentConfig:
         safety = ([types.SafetySetting(category=c, threshold=types.HarmBlockThreshold.BLOCK_NONE)
                    for c in SAFETY_CATEGORIES] if variant.relaxed else None)
@@ -182,10 +190,11 @@ class GeminiApi:
             reason = " ".join([str(code), *sorted(reasons)]) if reasons else f"{code} {status}"
             return KeyRejected(f"Gemini refused the API key ({what}); check the API key",
                                reason=reason)
-        if code == 404:
-            return EngineUnavailable(f"Gemini model {self.s.model!r} not found ({what})",
-                                     hint="Check engines.gemini.model (or the watch's "
-                                          "engine_options.model).")
+        refused = self._refused(code, status, what)
+        if refused is not None:
+            return refused
+        if code == 404:  # a File API upload gone: upload it again
+            return ServerError(f"Gemini: not found ({what})")
         if code == 408 or code >= 500:
             return ServerError(f"Gemini server error ({what})")
         if code in (400, 413):
@@ -193,6 +202,30 @@ class GeminiApi:
                               hint="Check the file, and engines.gemini settings such as model, "
                                    "thinking_budget and max_output_tokens.")
         return ServerError(f"Gemini error ({what})")
+
+
+    def _refused(self, code: int, status: str, what: str) -> SettingRefused | None:
+        """A configuration the API refuses for every request: the model (not found, retired,
+        cannot read our media) or its thinking setting. Recognised from code and message."""
+        text = what.lower()
+        if code == 404 and "model" in text:
+            return SettingRefused(f"Gemini model {self.s.model!r} is not found or retired "
+                                  f"({what})", key="engines.gemini.model",
+                                  reason="model_not_found")
+        if code != 400 or status not in ("INVALID_ARGUMENT", ""):
+            return None
+        if "thinking" in text or "budget" in text:
+            key = ("engines.gemini.thinking_budget" if self.s.thinking_budget is not None
+                   else "engines.gemini.thinking_level")
+            budget, level = self.s.thinking()
+            said = f"thinking_level {level!r}" if level else f"thinking_budget {budget}"
+            return SettingRefused(f"Gemini model {self.s.model!r} refuses {said} ({what})",
+                                  key=key, reason="thinking_refused")
+        if "mime type" in text or "media" in text or "modality" in text:
+            return SettingRefused(f"Gemini model {self.s.model!r} does not read the media "
+                                  f"ocr-daemon sends, PDF or images ({what})",
+                                  key="engines.gemini.model", reason="media_refused")
+        return None
 
 
 def _name(value: Any) -> str:

@@ -36,7 +36,7 @@ from ocr_daemon.engines.base import (
 )
 from ocr_daemon.engines.gemini import prompt as gemini_prompt
 from ocr_daemon.engines.gemini.exchange import Answer, Variant
-from ocr_daemon.engines.gemini.guard import KEY_HINT, Guard, fingerprint
+from ocr_daemon.engines.gemini.guard import KEY_HINT, Guard, fingerprint, settings_fingerprint
 from ocr_daemon.engines.gemini.media import Media, estimate_tokens, media_for
 from ocr_daemon.engines.gemini.send import Budget, Sender
 from ocr_daemon.engines.ratelimit import RateLimiter
@@ -143,7 +143,8 @@ def create(ctx: EngineContext) -> Engine:
                                 "are shared by every worker)")
     key = api_key(settings)
     guard = Guard(ctx.redis, ctx.prefix, fingerprint(key), settings.model,
-                  probe_ttl=settings.timeout + settings.max_wait + 30)
+                  probe_ttl=settings.timeout + settings.max_wait + 30,
+                  settings=settings_fingerprint(settings))
     limiter = RateLimiter.per_minute(
         ctx.redis, ctx.prefix, f"gemini/{settings.model}",
         requests_per_minute=settings.requests_per_minute,

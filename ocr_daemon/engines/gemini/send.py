@@ -33,6 +33,7 @@ from ocr_daemon.errors import (
     QuotaExhausted,
     RateLimited,
     ServerError,
+    SettingRefused,
     TransientEngineError,
 )
 from ocr_daemon.service import metrics
@@ -95,6 +96,11 @@ class Sender:
                 self.guard.disable(exc.reason)
                 self.log.error("gemini_key_rejected", reason=exc.reason, error=exc.message,
                                hint=exc.hint)
+                raise
+            except SettingRefused as exc:
+                self.guard.refuse(exc)
+                self.log.error("gemini_setting_refused", key=exc.key, reason=exc.reason,
+                               error=exc.message, hint=exc.hint)
                 raise
             except (RateLimited, QuotaExhausted) as exc:
                 self.guard.verified()  # quotas are checked after the key: it is good
