@@ -116,6 +116,12 @@ class GeminiConfig(_Model):
     max_wait: PositiveFloat = 60.0  # most seconds a chunk waits in-process, all waits added
     refusal_retries: Annotated[int, Field(ge=0, le=5)] = 2  # RECITATION/SAFETY/MAX_TOKENS
     quota_pause: PositiveFloat | None = None  # daily quota spent: null = until it resets
+    # Cost estimates (result JSON, status): list prices per million tokens, thinking billed
+    # as output; null: tokens are counted, no cost is estimated. The Batch API bills
+    # batch_discount of them.
+    price_per_million_input: Annotated[float, Field(ge=0)] | None = None
+    price_per_million_output: Annotated[float, Field(ge=0)] | None = None
+    batch_discount: Annotated[float, Field(gt=0, le=1)] = 0.5
 
     @model_validator(mode="after")
     def _thinking(self) -> GeminiConfig:

@@ -24,6 +24,7 @@ from ocr_daemon.formats.pdf import PDFIUM_LOCK
 PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
 TOKENS_PER_PAGE = 258
+THOUGHTS = {"MINIMAL": 0, "LOW": 40, "MEDIUM": 120, "HIGH": 300}  # per request, by level
 
 _MODEL = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+)$")
 _GENERATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
@@ -118,6 +119,17 @@ def pdf_texts(data: bytes) -> list[str]:
             return texts
         finally:
             doc.close()
+
+
+def usage_metadata(prompt: int, output: int, thoughts: int) -> dict[str, Any]:
+    """usageMetadata as the API sends it (thoughtsTokenCount only when the model thought)."""
+    usage: dict[str, Any] = {"promptTokenCount": prompt, "candidatesTokenCount": output,
+                             "totalTokenCount": prompt + output + thoughts,
+                             "promptTokensDetails": [{"modality": "DOCUMENT",
+                                                      "tokenCount": prompt}]}
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    return usage
 
 
 def error_body(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
@@ -315,6 +327,7 @@ class FakeGemini:
         if len(text) > limit * 4:  # about 4 characters a token
             text, finish = text[:limit * 4], "MAX_TOKENS"
         prompt_tokens = TOKENS_PER_PAGE * max(1, len(pages)) + 100
+        thoughts = self.thoughts(call)
         candidate: dict[str, Any] = {"index": 0, "finishReason": finish}
         if fault and fault.kind in ("recitation", "safety"):
             candidate["finishReason"] = fault.kind.upper()
@@ -331,12 +344,20 @@ class FakeGemini:
             candidate["content"] = {"role": "model"}
         return {
             "candidates": [candidate],
-            "usageMetadata": {"promptTokenCount": prompt_tokens,
-                              "candidatesTokenCount": len(text) // 4,
-                              "totalTokenCount": prompt_tokens + len(text) // 4},
+            "usageMetadata": usage_metadata(prompt_tokens, len(text) // 4, thoughts),
             "modelVersion": call.model,
             "responseId": uuid.uuid4().hex[:20],
         }
+
+    @staticmethod
+    def thoughts(call: Call) -> int:
+        """Thinking tokens a model spends at the request's thinking setting (none at
+        MINIMAL or a zero budget; Gemini 3 models think by default)."""
+        thinking = call.thinking
+        level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+        if budget is not None:
+            return max(0, min(int(budget), 300)) if int(budget) >= 0 else 300
+        return THOUGHTS.get(str(level or "HIGH"), 0)
 
     def fault_error(self, fault: Fault, call: Call) -> tuple[int, dict[str, Any]] | None:
         model = call.model or "?"

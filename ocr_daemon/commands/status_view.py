@@ -116,6 +116,13 @@ def engines_text(engines: dict[str, Any]) -> Text:
                         style="bold yellow")
     else:
         text.append("ok", style="green")
+    today = gem.get("today") or {}
+    if today.get("requests"):
+        text.append(f"\nGemini today ({today['date']} UTC): {today['requests']} requests, "
+                    f"{today['prompt_tokens']:,} prompt, {today['output_tokens']:,} output, "
+                    f"{today['thinking_tokens']:,} thinking tokens")
+        if today.get("cost_estimate") is not None:
+            text.append(f", about {today['cost_estimate']:.4f} at the configured prices")
     return text
 
 

@@ -40,6 +40,7 @@ class PageText:
 class Extraction:
     pages: list[PageText]
     warnings: list[str] = field(default_factory=list)
+    usage: dict[str, Any] | None = None  # what a remote engine billed (gemini: tokens)
 
 
 class Engine(Protocol):

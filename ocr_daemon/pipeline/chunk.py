@@ -70,6 +70,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
             "index": index,
             "pages": [asdict(p) for p in extraction.pages],
             "warnings": extraction.warnings,
+            "usage": extraction.usage,
         }, create_parents=False)
     except OcrDaemonError as exc:
         metrics.engine_error(rt.store, doc.watch.engine, exc.code)

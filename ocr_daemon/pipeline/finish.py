@@ -16,6 +16,7 @@ from typing import Any
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
 from ocr_daemon.delivery import webhook
+from ocr_daemon.engines.gemini.usage import total as usage_total
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
 from ocr_daemon.record.disk import Plan
 from ocr_daemon.record.doc import Doc, error_file, pending_chunks, publish
@@ -54,8 +55,10 @@ class ChunksMissing(Exception):
     """Aggregate asked for before every chunk has ended (only the reaper may see this)."""
 
 
-def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
-    """Page records in page order (missing pages as empty, flagged) and chunk warnings."""
+def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
+           ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Page records in page order (missing pages as empty, flagged) and chunk warnings;
+    each chunk's usage (tokens a remote engine billed) into ``usage`` when given."""
     pages: list[dict[str, Any]] = []
     warnings: list[str] = []
     for spec in plan.chunks:
@@ -67,6 +70,8 @@ def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         pages += result["pages"]
         warnings += result.get("warnings", [])
+        if usage is not None:
+            usage[spec.index] = result.get("usage")
     return pages, warnings
 
 
@@ -220,7 +225,8 @@ def _move_original(doc: Doc, outcome: dict[str, Any]) -> None:
 
 def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> None:
     out = doc.out
-    pages, warnings = _pages(doc, plan)
+    usage: dict[int, Any] = {}
+    pages, warnings = _pages(doc, plan, usage)
     warnings = plan.warnings + warnings + outcome.get("warnings", [])
     atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
@@ -237,7 +243,9 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: dict[str, Any]) -> Non
         "engine": doc.watch.engine,
         "pages": pages,
         "chunks": [{"index": c.index, "pages": [c.first_page, c.last_page],
-                    "attempts": attempts.get(c.index)} for c in plan.chunks],
+                    "attempts": attempts.get(c.index), "usage": usage.get(c.index)}
+                   for c in plan.chunks],
+        "usage": usage_total(usage.values()),
         "chunk_errors": outcome.get("chunk_errors", []),
         "text_file": out.text.name,
         "started_at": plan.started_at,

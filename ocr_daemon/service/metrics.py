@@ -76,8 +76,14 @@ LIMITER_WAITS = Def("ocrd_ratelimit_waits", "Requests that waited for the shared
                     "limiter.", ("limiter",))
 LIMITER_WAIT_SECONDS = Def("ocrd_ratelimit_wait_seconds", "Seconds spent waiting for the "
                            "shared rate limiter.", ("limiter",))
+GEMINI_TOKENS = Def("ocrd_gemini_tokens", "Tokens Gemini billed, from each response's "
+                    "usageMetadata (kind: prompt, output, thinking; mode: interactive, "
+                    "batch).", ("model", "watch", "kind", "mode"))
+GEMINI_REQUESTS = Def("ocrd_gemini_requests", "Gemini responses billed (mode: interactive, "
+                      "batch).", ("model", "watch", "mode"))
 DEFS = {d.name: d for d in (FINISHED, PAGES, ENGINE_SECONDS, ENGINE_ERRORS, PICKUP_SECONDS,
-                            RATE_LIMITED, LIMITER_WAITS, LIMITER_WAIT_SECONDS)}
+                            RATE_LIMITED, LIMITER_WAITS, LIMITER_WAIT_SECONDS, GEMINI_TOKENS,
+                            GEMINI_REQUESTS)}
 
 _LABEL = re.compile(r"[^A-Za-z0-9_.:/-]")
 _reported: set[str] = set()
@@ -176,6 +182,18 @@ def finished(where: Where, watch: str, state: str) -> None:
 def rate_limited(where: Where, model: str, daily: bool) -> None:
     pipe = where.r.pipeline(transaction=False)
     _count(pipe, where.prefix, RATE_LIMITED, [model, "day" if daily else "minute"])
+    pipe.execute()
+
+
+@_guarded
+def gemini_tokens(where: Where, model: str, watch: str, usage: Any) -> None:
+    """One billed Gemini response (a gemini Usage): its tokens by kind."""
+    mode = "batch" if usage.batch else "interactive"
+    pipe = where.r.pipeline(transaction=False)
+    _count(pipe, where.prefix, GEMINI_REQUESTS, [model, watch, mode], int(usage.requests))
+    for kind in ("prompt", "output", "thinking"):
+        _count(pipe, where.prefix, GEMINI_TOKENS, [model, watch, kind, mode],
+               int(getattr(usage, f"{kind}_tokens")))
     pipe.execute()
 
 

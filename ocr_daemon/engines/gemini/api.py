@@ -20,7 +20,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from ocr_daemon.config import GeminiConfig
-from ocr_daemon.engines.gemini.exchange import Answer, Variant
+from ocr_daemon.engines.gemini.exchange import Answer, Tokens, Variant
 from ocr_daemon.engines.gemini.media import Media, request_bytes
 from ocr_daemon.errors import (
     KeyRejected,
@@ -232,9 +232,16 @@ def _name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
+def tokens_of(usage: types.GenerateContentResponseUsageMetadata | None) -> Tokens:
+    if usage is None:
+        return Tokens()
+    prompt, output = usage.prompt_token_count or 0, usage.candidates_token_count or 0
+    thinking = usage.thoughts_token_count or 0
+    return Tokens(prompt, output, thinking, usage.total_token_count or prompt + output + thinking)
+
+
 def _answer(response: types.GenerateContentResponse) -> Answer:
-    usage = response.usage_metadata
-    tokens = usage.prompt_token_count if usage else None
+    tokens = tokens_of(response.usage_metadata)
     if not response.candidates:
         feedback = response.prompt_feedback
         reason = _name(feedback.block_reason) if feedback else ""

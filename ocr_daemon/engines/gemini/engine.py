@@ -39,6 +39,7 @@ from ocr_daemon.engines.gemini.exchange import Answer, Variant
 from ocr_daemon.engines.gemini.guard import KEY_HINT, Guard, fingerprint, settings_fingerprint
 from ocr_daemon.engines.gemini.media import Media, estimate_tokens, media_for
 from ocr_daemon.engines.gemini.send import Budget, Sender
+from ocr_daemon.engines.gemini.usage import Usage
 from ocr_daemon.engines.ratelimit import RateLimiter
 from ocr_daemon.errors import EngineUnavailable, PageFailed
 
@@ -59,22 +60,29 @@ class GeminiEngine:
     def __init__(self, settings: GeminiConfig, sender: Sender) -> None:
         self.s = settings
         self.sender = sender
+        self._used = Usage(settings.model)  # of the extraction running (one at a time)
         self.log = log.get("ocr_daemon.engines.gemini.engine", model=settings.model)
 
     def extract(self, request: PageRequest) -> Extraction:
         budget = Budget(self.s.max_wait)
         warnings: list[str] = []
+        self._used = Usage(self.s.model).priced(self.s)
         texts = self._together(request, budget) if len(request.pages) > 1 else None
         if texts is None:
             texts = [self._alone(request, page, budget, warnings) for page in request.pages]
         return Extraction([PageText(p.number, t, self.name)
-                           for p, t in zip(request.pages, texts, strict=True)], warnings)
+                           for p, t in zip(request.pages, texts, strict=True)], warnings,
+                          self._used.to_dict())
 
     def _ask(self, media: Sequence[Media], pages: int, attempt: int, budget: Budget) -> Answer:
         prompt = gemini_prompt.build(pages, self.s.prompt, attempt)
         tokens = estimate_tokens(media, prompt, self.s.tokens_per_page)
-        return self.sender.send(media, prompt, variant(attempt), tokens, budget,
-                                self.s.max_output_tokens)
+        answer = self.sender.send(media, prompt, variant(attempt), tokens, budget,
+                                  self.s.max_output_tokens)
+        t = answer.tokens
+        self._used.add(Usage(self.s.model, False, 1, t.prompt, t.output, t.thinking,
+                             t.total).priced(self.s))
+        return answer
 
     def _together(self, request: PageRequest, budget: Budget) -> list[str] | None:
         """All pages in one request; None when they must go one by one."""
@@ -153,4 +161,5 @@ def create(ctx: EngineContext) -> Engine:
         GeminiApi,  # the SDK, imported only where the engine is built
     )
 
-    return GeminiEngine(settings, Sender(GeminiApi(key, settings), guard, limiter, settings))
+    return GeminiEngine(settings, Sender(GeminiApi(key, settings), guard, limiter, settings,
+                                         ctx.watch.name))
