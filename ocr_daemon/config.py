@@ -122,6 +122,18 @@ class GeminiConfig(_Model):
     price_per_million_input: Annotated[float, Field(ge=0)] | None = None
     price_per_million_output: Annotated[float, Field(ge=0)] | None = None
     batch_discount: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # The Batch API (half price, results within 24 h): interactive sends every chunk at once;
+    # batch collects chunks into batch jobs; auto uses batch while more than
+    # batch_threshold_pages pages wait for Gemini (a backlog), interactive otherwise.
+    mode: Literal["interactive", "batch", "auto"] = "interactive"
+    batch_threshold_pages: PositiveInt = 200
+    batch_collect_seconds: Annotated[float, Field(ge=0)] = 30.0  # staged chunks wait this
+    # long for others before a job is sent (or until batch_max_requests are staged)
+    batch_max_requests: PositiveInt = 500  # chunk requests per job
+    batch_inline_max_bytes: PositiveInt = 20_000_000  # larger jobs go as a JSONL file
+    batch_poll_interval: PositiveFloat = 30.0  # first seconds between polls of a job ...
+    batch_poll_max: PositiveFloat = 600.0  # ... growing with its age up to this
+    batch_fallback: Literal["interactive", "fail"] = "interactive"  # a job failed/expired
 
     @model_validator(mode="after")
     def _thinking(self) -> GeminiConfig:

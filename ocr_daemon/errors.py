@@ -200,6 +200,34 @@ class EnginePaused(TransientEngineError):
     hint = "The engine's daily quota is spent; work resumes by itself when it resets."
 
 
+class WaitingForBatch(TransientEngineError):
+    """The chunk's request is in a Gemini Batch API job (or about to be): the work waits, and
+    the wait does not count against its retries."""
+
+    code = "waiting_for_batch"
+    waits = True
+    hint = ("The chunk goes through the Gemini Batch API (engines.gemini.mode); results come "
+            "within 24 hours, most often minutes.")
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 job: str | None = None, state: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.job = job
+        self.state = state
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "job": self.job, "job_state": self.state}
+
+
+class BatchJobFailed(EngineError):
+    """A Batch API job failed, expired or was cancelled and engines.gemini.batch_fallback is
+    `fail`."""
+
+    code = "batch_failed"
+    hint = ("Send the document again (`ocr-daemon retry`), or set engines.gemini."
+            "batch_fallback: interactive to finish such chunks interactively.")
+
+
 class EngineUnavailable(EngineError):
     """Permanent for the engine (bad API key, engine not installed): stop sending to it."""
 

@@ -21,11 +21,17 @@ import pypdfium2
 from ocr_daemon.engines.gemini.prompt import BLANK, PAGE_BREAK
 from ocr_daemon.formats.pdf import PDFIUM_LOCK
 
+from .fake_gemini_batch import FakeBatches
+
 PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
 TOKENS_PER_PAGE = 258
 THOUGHTS = {"MINIMAL": 0, "LOW": 40, "MEDIUM": 120, "HIGH": 300}  # per request, by level
 
+_BATCH_CREATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):batchGenerateContent$")
+_BATCH = re.compile(r"^/(?P<version>[^/]+)/batches/(?P<id>[^/:]+)$")
+_BATCH_CANCEL = re.compile(r"^/(?P<version>[^/]+)/batches/(?P<id>[^/:]+):cancel$")
+_DOWNLOAD = re.compile(r"^(?:/download)?/(?P<version>[^/]+)/files/(?P<id>[^/:]+):download$")
 _MODEL = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+)$")
 _GENERATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
 _UPLOAD = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
@@ -61,7 +67,9 @@ class Fault:
 class Call:
     """One request the server received."""
 
-    kind: str  # generate | upload_start | upload | file_get | file_delete | model_get | unknown
+    # generate | upload_start | upload | file_get | file_delete | model_get | batch_create |
+    # batch_get | batch_cancel | batch_request (one request of a job) | file_download | unknown
+    kind: str
     method: str
     path: str
     headers: dict[str, str]
@@ -187,6 +195,7 @@ class FakeGemini:
         self.forbidden_keys: set[str] = set()
         self.models = dict(MODELS)
         self.retired: set[str] = set()  # known ids now answered 404, as after a shutdown
+        self.batch = FakeBatches(self)  # the Batch API
         self.processing_polls = 0  # files.get answers PROCESSING this many times first
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
@@ -497,6 +506,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
 
+    def _send_raw(self, status: int, data: bytes) -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
     def _record(self, kind: str, body: Any = None) -> Call:
         query = parse_qs(urlsplit(self.path).query)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -522,6 +539,17 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             payload = None
+        batch = _BATCH_CREATE.match(path) or _BATCH_CANCEL.match(path)
+        if batch:
+            call = self._record("batch_create" if "model" in batch.groupdict()
+                                else "batch_cancel", payload)
+            if "model" in batch.groupdict():
+                call.model = batch.group("model")
+                status, body = self.fake.batch.create(call, call.model, payload or {})
+            else:
+                status, body = self.fake.batch.cancel(call, batch.group("id"))
+            call.status = status
+            return self._send(status, body)
         match = _GENERATE.match(path)
         if match:
             call = self._record("generate", payload)
@@ -539,6 +567,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        batch = _BATCH.match(path)
+        if batch:
+            call = self._record("batch_get")
+            call.status, body = self.fake.batch.get(call, batch.group("id"))
+            return self._send(call.status, body)
+        download = _DOWNLOAD.match(path)
+        if download:
+            call = self._record("file_download")
+            call.status, data = self.fake.batch.download(call, download.group("id"))
+            return self._send_raw(call.status, data)
         model = _MODEL.match(path)
         if model:
             call = self._record("model_get")

@@ -99,12 +99,12 @@ class GeminiApi:
                 model=self.s.model,
                 contents=[types.Content(role="user",
                                         parts=[*parts, types.Part.from_text(text=prompt)])],
-                config=self._config(variant, max_output_tokens))
-            return _answer(response)
+                config=self.config(variant, max_output_tokens))
+            return answer_of(response)
         except OcrDaemonError:
             raise
         except Exception as exc:  # the adapter boundary: the SDK's errors become ours
-            raise self._ours(exc) from None
+            raise self.ours(exc) from None
         finally:
             for name in uploaded:
                 self._delete(name)
@@ -115,9 +115,9 @@ class GeminiApi:
         try:
             return self.client.models.get(model=self.s.model)
         except Exception as exc:  # the adapter boundary: the SDK's errors become ours
-            raise self._ours(exc) from None
+            raise self.ours(exc) from None
 
-    def _config(self, variant: Variant, max_output_tokens: int) -> types.GenerateContentConfig:
+    def config(self, variant: Variant, max_output_tokens: int) -> types.GenerateContentConfig:
         safety = ([types.SafetySetting(category=c, threshold=types.HarmBlockThreshold.BLOCK_NONE)
                    for c in SAFETY_CATEGORIES] if variant.relaxed else None)
         return types.GenerateContentConfig(
@@ -159,7 +159,7 @@ class GeminiApi:
         except Exception:  # best effort: uploads expire by themselves after 48 hours
             return
 
-    def _ours(self, exc: Exception) -> OcrDaemonError:
+    def ours(self, exc: Exception) -> OcrDaemonError:
         if isinstance(exc, genai_errors.APIError):
             return self._api_error(exc)
         if TRANSPORT_ERRORS and isinstance(exc, TRANSPORT_ERRORS):
@@ -240,7 +240,7 @@ def tokens_of(usage: types.GenerateContentResponseUsageMetadata | None) -> Token
     return Tokens(prompt, output, thinking, usage.total_token_count or prompt + output + thinking)
 
 
-def _answer(response: types.GenerateContentResponse) -> Answer:
+def answer_of(response: types.GenerateContentResponse) -> Answer:
     tokens = tokens_of(response.usage_metadata)
     if not response.candidates:
         feedback = response.prompt_feedback

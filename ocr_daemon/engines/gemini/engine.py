@@ -35,6 +35,8 @@ from ocr_daemon.engines.base import (
     settings_for,
 )
 from ocr_daemon.engines.gemini import prompt as gemini_prompt
+from ocr_daemon.engines.gemini.batch import Batches
+from ocr_daemon.engines.gemini.batched import BatchMode
 from ocr_daemon.engines.gemini.exchange import Answer, Variant
 from ocr_daemon.engines.gemini.guard import KEY_HINT, Guard, fingerprint, settings_fingerprint
 from ocr_daemon.engines.gemini.media import Media, estimate_tokens, media_for
@@ -57,9 +59,11 @@ def variant(attempt: int) -> Variant:
 class GeminiEngine:
     name = "gemini"
 
-    def __init__(self, settings: GeminiConfig, sender: Sender) -> None:
+    def __init__(self, settings: GeminiConfig, sender: Sender,
+                 batch: BatchMode | None = None) -> None:
         self.s = settings
         self.sender = sender
+        self.batch = batch
         self._used = Usage(settings.model)  # of the extraction running (one at a time)
         self.log = log.get("ocr_daemon.engines.gemini.engine", model=settings.model)
 
@@ -67,7 +71,12 @@ class GeminiEngine:
         budget = Budget(self.s.max_wait)
         warnings: list[str] = []
         self._used = Usage(self.s.model).priced(self.s)
-        texts = self._together(request, budget) if len(request.pages) > 1 else None
+        texts, by_page = None, False
+        if self.batch is not None and self.batch.wants(request):
+            outcome = self.batch.run(request, self._used)
+            texts, by_page = outcome.texts, outcome.by_page
+        if texts is None and not by_page and len(request.pages) > 1:
+            texts = self._together(request, budget)
         if texts is None:
             texts = [self._alone(request, page, budget, warnings) for page in request.pages]
         return Extraction([PageText(p.number, t, self.name)
@@ -161,5 +170,13 @@ def create(ctx: EngineContext) -> Engine:
         GeminiApi,  # the SDK, imported only where the engine is built
     )
 
-    return GeminiEngine(settings, Sender(GeminiApi(key, settings), guard, limiter, settings,
-                                         ctx.watch.name))
+    api = GeminiApi(key, settings)
+    sender = Sender(api, guard, limiter, settings, ctx.watch.name)
+    batch = None
+    if settings.mode != "interactive":
+        from ocr_daemon.engines.gemini.batch_api import BatchApi
+
+        batches = Batches(ctx.redis, ctx.prefix, settings, settings_fingerprint(settings),
+                          lambda: BatchApi(api))
+        batch = BatchMode(settings, batches, lambda: BatchApi(api), sender, ctx.watch.name)
+    return GeminiEngine(settings, sender, batch)
