@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ocr_daemon.clock import SystemClock
 from ocr_daemon.engines.base import Engine, Extraction, PageRequest
 from ocr_daemon.errors import BatchJobFailed, WaitingForBatch
-from ocr_daemon.testing import page_text
+from ocr_daemon.record.state import StateStore
+from ocr_daemon.testing import make_text_pdf, page_text
 
 from . import test_gemini
+from .conftest import Env, RedisServer, read_json, wait_for
 from .fake_gemini import FakeGemini
-from .test_gemini import Make, pdf_request
+from .test_gemini import KEY, Make, pdf_request
 
 fake = test_gemini.fake  # the fixtures of the gemini engine's tests, shared
 make_engine = test_gemini.make_engine
@@ -146,8 +150,95 @@ def test_cancelled_documents_cancel_their_job(
     assert "BATCH_STATE_CANCELLED" in states.values()
 
 
+def test_auto_mode_uses_batch_only_while_a_backlog_waits(
+        make_engine: Make, fake: FakeGemini, tmp_path: Path, redis_server: RedisServer,
+        key_prefix: str) -> None:
+    engine = make_engine(**{**BATCH, "mode": "auto", "batch_threshold_pages": 100})
+    small = pdf_request(tmp_path, [page_text(1)])
+    engine.extract(small)  # nothing waits: interactive
+    assert kinds(fake) == ["generate"]
+    store = StateStore(redis_server.client(), key_prefix, 3600, SystemClock())
+    store.set_doc("backlog-doc", state="processing", watch="w", pages=300, chunk_pages=10)
+    redis_server.client().delete(f"{key_prefix}gemini:backlog:w")  # the 5 s cache
+    busy = pdf_request(tmp_path, [page_text(2), page_text(3)])
+    extraction, states = until_done(engine, busy)
+    assert [p.text for p in extraction.pages] == [page_text(2), page_text(3)]
+    assert states and kinds(fake).count("batch_create") == 1
+    store.set_doc("backlog-doc", state="completed")
+    redis_server.client().delete(f"{key_prefix}gemini:backlog:w")
+    engine.extract(pdf_request(tmp_path, [page_text(4)]))  # the backlog is gone
+    assert kinds(fake)[-1] == "generate" and kinds(fake).count("batch_create") == 1
+
+
 def test_interactive_mode_never_uses_the_batch_api(
         make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
     make_engine().extract(pdf_request(tmp_path, [page_text(1)]))
     assert kinds(fake) == ["generate"]
 
+
+
+def test_a_300_page_backlog_completes_in_batch_mode_through_a_restart_of_every_process(
+        make_env: Callable[..., Env], fake: FakeGemini, tmp_path: Path) -> None:
+    fake.batch.hold = True  # the jobs run until the daemon has been restarted
+    env = make_env(watch={"engine": "gemini", "chunk_pages": 10, "chunk_threshold_pages": 10,
+                          "chunks_in_flight": 40},
+                   engines={"gemini": {"base_url": fake.url, "timeout": 5, "mode": "batch",
+                                       "batch_collect_seconds": 2, "batch_poll_interval": 0.5,
+                                       "batch_poll_max": 1}},
+                   workers={"concurrency": 2, "retry_backoff_max": 2})
+    proc = env.run_daemon(extra_env={"GEMINI_API_KEY": KEY})
+    for n in range(3):
+        env.drop(make_text_pdf(tmp_path / f"box{n}.pdf",
+                               [page_text(100 * n + p) for p in range(1, 101)]))
+
+    def submitted() -> int:
+        return sum(len(j.requests) for j in fake.batch.jobs.values())
+
+    wait_for(lambda: submitted() == 30, timeout=180, interval=0.5, what="30 chunks in jobs")
+    progress = wait_for(lambda: (p := read_json(env.outbox / "box0.progress.json"))
+                        .get("waiting") and p, timeout=60, what="a waiting progress file")
+    assert progress["state"] == "processing"
+    assert progress["waiting"]["code"] == "waiting_for_batch"
+    assert progress["waiting"]["job_state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+    jobs = set(fake.batch.jobs)
+    proc.stop()  # every process of the daemon, while the jobs run
+    proc = env.run_daemon(extra_env={"GEMINI_API_KEY": KEY})
+    fake.batch.hold = False
+    for n in range(3):
+        result = env.wait_result(f"box{n}", timeout=240)
+        assert [p["text"] for p in result["pages"]] == [
+            page_text(100 * n + p) for p in range(1, 101)]
+        assert result["usage"]["requests"] == 10
+        assert {c["usage"]["mode"] for c in result["chunks"]} == {"batch"}
+    assert set(fake.batch.jobs) == jobs  # the same jobs, polled again: none sent twice
+    assert fake.generate_calls() == []  # nothing went interactive
+    assert KEY not in proc.output()
+
+
+def test_a_batch_job_is_found_again_from_disk_when_redis_restarts_empty(
+        make_env: Callable[..., Env], fake: FakeGemini, tmp_path: Path) -> None:
+    own_redis = RedisServer(tmp_path / "own-redis")  # restarted empty: every key is lost
+    try:
+        fake.batch.hold = True
+        watch = {"engine": "gemini", "chunk_pages": 10, "chunk_threshold_pages": 10}
+        env = make_env(watch=watch)
+        env.redis_url = own_redis.url
+        env.write_config(watch=watch, stall_timeout=3, engines={"gemini": {
+            "base_url": fake.url, "timeout": 5, "mode": "batch", "batch_collect_seconds": 1,
+            "batch_poll_interval": 0.5, "batch_poll_max": 1}},
+            workers={"concurrency": 2, "retry_backoff_max": 2})
+        proc = env.run_daemon(extra_env={"GEMINI_API_KEY": KEY})
+        env.drop(make_text_pdf(tmp_path / "crate.pdf", [page_text(p) for p in range(1, 41)]))
+        wait_for(lambda: sum(len(j.requests) for j in fake.batch.jobs.values()) == 4,
+                 timeout=120, interval=0.5, what="4 chunks in a job")
+        jobs = set(fake.batch.jobs)
+        proc.stop()
+        own_redis.restart()  # queues, chord, document state, staged and job records: gone
+        proc = env.run_daemon(extra_env={"GEMINI_API_KEY": KEY})
+        fake.batch.hold = False
+        result = env.wait_result("crate", timeout=180)
+        assert [p["text"] for p in result["pages"]] == [page_text(p) for p in range(1, 41)]
+        assert set(fake.batch.jobs) == jobs and fake.generate_calls() == []
+        assert "document_requeued" in "".join(p.log_path.read_text() for p in env.procs)
+    finally:
+        own_redis.stop()

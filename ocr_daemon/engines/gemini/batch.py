@@ -228,6 +228,15 @@ class Batches:
         self.log.info("gemini_batch_polled", job=name, state=view.state)
         return Poll(view.state, replies)
 
+    def replies(self, name: str) -> list[Reply]:
+        """A finished job's answers, asked again (a chunk whose ticket missed them: the job's
+        record in Redis was lost)."""
+        api = self.api()
+        view = api.get(name)
+        if view.replies is not None:
+            return view.replies
+        return api.download(view.responses_file) if view.responses_file else []
+
     def sweep(self) -> None:
         """Cancel the jobs whose documents have all been cancelled or ended (their answers
         would be ignored): cheap, no API call unless one is found."""

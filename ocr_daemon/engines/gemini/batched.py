@@ -21,6 +21,7 @@ from ocr_daemon.engines.base import PageRequest
 from ocr_daemon.engines.gemini import prompt as gemini_prompt
 from ocr_daemon.engines.gemini.batch import (
     ENDED_BADLY,
+    SUCCEEDED,
     Batches,
     backlog_pages,
     new_ticket,
@@ -107,8 +108,11 @@ class BatchMode:
         job = str(ticket["job"])
         poll = self.batches.poll(job, float(ticket.get("submitted_at") or 0))
         fresh = read_ticket(path) or ticket
-        if fresh["state"] == "submitted" and poll.replies is not None:
-            mine = next((r for r in poll.replies if r.key == fresh["key"]), None)
+        replies = poll.replies
+        if fresh["state"] == "submitted" and poll.state == SUCCEEDED and replies is None:
+            replies = self.batches.replies(job)  # ended, and our answer was not written
+        if fresh["state"] == "submitted" and replies is not None:
+            mine = next((r for r in replies if r.key == fresh["key"]), None)
             if mine is not None:  # the job's record in Redis was lost: take ours directly
                 self.batches.record_reply(path, mine)
                 fresh = read_ticket(path) or fresh
@@ -119,7 +123,9 @@ class BatchMode:
             fresh.update(state="interactive", job_state=poll.state)
             write_ticket(path, fresh)
         elif fresh["state"] == "submitted":
-            fresh["job_state"] = poll.state
+            # Rewritten at every look: a sign of life for the reaper while the job runs.
+            fresh.update(job_state=poll.state, looked_at=self.batches.now())
+            write_ticket(path, fresh)
         return fresh
 
     def _answer(self, path: Path, ticket: dict[str, Any], request: PageRequest,
