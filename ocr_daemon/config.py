@@ -231,7 +231,8 @@ class WatchConfig(_Model):
     @field_validator("engine_options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"model", "prompt", "languages", "dpi", "psm", "timeout", "max_output_tokens"}
+        allowed = {"model", "prompt", "languages", "dpi", "psm", "timeout", "max_output_tokens",
+                   "mode", "thinking_level", "thinking_budget"}
         unknown = sorted(set(v) - allowed)
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(allowed)}")
@@ -286,11 +287,16 @@ class Config(_Model):
         base = self.engines.gemini.model_dump()
         for i, w in enumerate(self.watches):
             options = {k: v for k, v in w.engine_options.items() if k in GeminiConfig.model_fields}
-            if w.engine in ("gemini", "auto") and "model" in options:
+            if w.engine in ("gemini", "auto") and options:
                 try:
                     GeminiConfig.model_validate({**base, **options})
                 except ValidationError as exc:
-                    reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    err = exc.errors()[0]
+                    reason = err["msg"].removeprefix("Value error, ")
+                    if err["loc"]:
+                        reason = f"{err['loc'][0]}: {reason}"
+                    if "model" not in options:
+                        raise ValueError(f"watches[{i}].engine_options.{reason}") from None
                     raise ValueError(f"watches[{i}].engine_options.model: {options['model']!r} "
                                      f"with engines.gemini.{reason}") from None
         return self

@@ -68,3 +68,14 @@ def test_a_watch_model_is_checked_against_the_thinking_settings(tmp_path: Path) 
 def test_an_unknown_model_family_leaves_the_level_to_the_server(tmp_path: Path) -> None:
     gem = parse(tmp_path, {"model": "my-proxy-alias", "thinking_level": "high"}).engines.gemini
     assert gem.thinking() == (None, "high")
+
+
+def test_a_watch_may_choose_its_own_gemini_mode_and_thinking(tmp_path: Path) -> None:
+    cfg = parse(tmp_path, {}, engine="gemini", engine_options={"mode": "batch",
+                                                               "thinking_level": "low"})
+    assert cfg.watches[0].engine_options == {"mode": "batch", "thinking_level": "low"}
+    [found] = problems(tmp_path, {"model": "gemini-2.5-flash"}, engine="gemini",
+                       engine_options={"thinking_level": "low"})
+    assert found.startswith("watches[0].engine_options.thinking_level: 'low' is not a level")
+    [mode] = problems(tmp_path, {}, engine="gemini", engine_options={"mode": "later"})
+    assert mode.startswith("watches[0].engine_options.mode: Input should be 'interactive'")

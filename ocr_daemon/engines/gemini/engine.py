@@ -20,6 +20,7 @@ gemini_send (retry policy), gemini_api (the SDK boundary).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,13 +65,19 @@ class GeminiEngine:
         self.s = settings
         self.sender = sender
         self.batch = batch
-        self._used = Usage(settings.model)  # of the extraction running (one at a time)
+        self._local = threading.local()  # a threads pool shares one engine between tasks
         self.log = log.get("ocr_daemon.engines.gemini.engine", model=settings.model)
+
+    @property
+    def _used(self) -> Usage:
+        """The usage of the extraction running in this thread."""
+        used: Usage = self._local.used
+        return used
 
     def extract(self, request: PageRequest) -> Extraction:
         budget = Budget(self.s.max_wait)
         warnings: list[str] = []
-        self._used = Usage(self.s.model).priced(self.s)
+        self._local.used = Usage(self.s.model).priced(self.s)
         texts, by_page = None, False
         if self.batch is not None and self.batch.wants(request):
             outcome = self.batch.run(request, self._used)
