@@ -21,6 +21,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("memory.py", ["--pages", "2000", "--docs", "40"], ["--pages", "200", "--docs", "5"]),
     ("overhead.py", ["--docs", "500"], ["--docs", "60"]),
     ("tesseract_vs_ocrmypdf.py", ["--rounds", "1"], ["--rounds", "1", "--quick"]),
+    ("gemini_cost.py", ["--pages", "500"], ["--pages", "100"]),
 ]
 
 

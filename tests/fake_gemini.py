@@ -1,41 +1,39 @@
-"""A local stand-in for the Gemini REST API (generateContent, File API) with scriptable faults."""
+"""A local stand-in for the Gemini REST API (generateContent, File API, models.get, Batch API)
+with scriptable faults: its behaviour here, its HTTP routes in fake_gemini_http."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
-import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-import pypdfium2
 
 from ocr_daemon.engines.gemini.prompt import BLANK, PAGE_BREAK
-from ocr_daemon.formats.pdf import PDFIUM_LOCK
 
 from .fake_gemini_batch import FakeBatches
+from .fake_gemini_http import _UPLOAD, _Handler
+from .fake_gemini_shapes import (
+    HELP,
+    _b64decode,
+    _camel,
+    bad_key_body,
+    error_body,
+    forbidden_body,
+    pdf_texts,
+    quota_failure,
+    retry_info,
+    usage_metadata,
+)
 
 PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
 TOKENS_PER_PAGE = 258
 THOUGHTS = {"MINIMAL": 0, "LOW": 40, "MEDIUM": 120, "HIGH": 300}  # per request, by level
 
-_BATCH_CREATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):batchGenerateContent$")
-_BATCH = re.compile(r"^/(?P<version>[^/]+)/batches/(?P<id>[^/:]+)$")
-_BATCH_CANCEL = re.compile(r"^/(?P<version>[^/]+)/batches/(?P<id>[^/:]+):cancel$")
-_DOWNLOAD = re.compile(r"^(?:/download)?/(?P<version>[^/]+)/files/(?P<id>[^/:]+):download$")
-_MODEL = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+)$")
-_GENERATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
-_UPLOAD = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
-_FILE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/]+)$")
 
 # What each injectable fault does; see ``FakeGemini.inject``.
 FAULTS = ("rate_limit", "daily_quota", "internal", "unavailable", "bad_gateway",
@@ -94,96 +92,6 @@ class Call:
         gen = self.generation_config
         found = gen.get("thinkingConfig") or gen.get("thinking_config") or {}
         return {_camel(k): v for k, v in found.items()}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.title() for w in rest)
-
-
-def _b64decode(data: str) -> bytes:
-    """Decode standard or URL-safe base64, padded or not (clients send either)."""
-    padded = data + "=" * (-len(data) % 4)
-    try:
-        if "-" in data or "_" in data:
-            return base64.urlsafe_b64decode(padded)
-        return base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"bad base64: {exc}") from exc
-
-
-def pdf_texts(data: bytes) -> list[str]:
-    """The real text layer of every page (what a perfect transcription would return)."""
-    with PDFIUM_LOCK:  # pdfium is not thread-safe: this server answers requests in threads
-        doc = pypdfium2.PdfDocument(data)
-        try:
-            texts = []
-            for page in doc:
-                textpage = page.get_textpage()
-                texts.append(textpage.get_text_bounded().replace("\r\n", "\n")
-                             .replace("\r", "\n"))
-                textpage.close()
-                page.close()
-            return texts
-        finally:
-            doc.close()
-
-
-def usage_metadata(prompt: int, output: int, thoughts: int) -> dict[str, Any]:
-    """usageMetadata as the API sends it (thoughtsTokenCount only when the model thought)."""
-    usage: dict[str, Any] = {"promptTokenCount": prompt, "candidatesTokenCount": output,
-                             "totalTokenCount": prompt + output + thoughts,
-                             "promptTokensDetails": [{"modality": "DOCUMENT",
-                                                      "tokenCount": prompt}]}
-    if thoughts:
-        usage["thoughtsTokenCount"] = thoughts
-    return usage
-
-
-def error_body(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
-    """A google.rpc.Status error as the Gemini API returns it."""
-    body: dict[str, Any] = {"code": code, "message": message, "status": status}
-    if details:
-        body["details"] = list(details)
-    return {"error": body}
-
-
-def retry_info(delay: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
-
-
-def quota_failure(quota_id: str, model: str, value: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-        "quotaId": quota_id,
-        "quotaDimensions": {"location": "global", "model": model},
-        "quotaValue": value,
-    }]}
-
-
-HELP = {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
-    "description": "Learn more about Gemini API quotas",
-    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}
-
-
-def bad_key_body() -> dict[str, Any]:
-    message = "API key not valid. Please pass a valid API key."
-    return error_body(400, "INVALID_ARGUMENT", message, {
-        "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-        "domain": "googleapis.com",
-        "metadata": {"service": "generativelanguage.googleapis.com"},
-    }, {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-        "message": message})
-
-
-def forbidden_body(key: str | None) -> dict[str, Any]:
-    # The real API names the consumer, key included: clients must not log this verbatim.
-    return error_body(403, "PERMISSION_DENIED",
-                      f"Permission denied: Consumer 'api_key:{key}' has been suspended.", {
-                          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                          "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
-                          "metadata": {"consumer": f"projects/{key}",
-                                       "service": "generativelanguage.googleapis.com"}})
 
 
 class FakeGemini:
@@ -483,121 +391,6 @@ class FakeGemini:
             if file["polls"] > self.processing_polls:
                 file["state"] = "ACTIVE"
             return 200, self.public(file_id)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ThreadingHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    @property
-    def fake(self) -> FakeGemini:
-        return self.server.fake  # type: ignore[attr-defined,no-any-return]
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-    def _send_raw(self, status: int, data: bytes) -> None:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    def _record(self, kind: str, body: Any = None) -> Call:
-        query = parse_qs(urlsplit(self.path).query)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        key = headers.get("x-goog-api-key") or next(iter(query.get("key") or []), None)
-        call = Call(kind, self.command, urlsplit(self.path).path, headers, time.time(), key, body)
-        with self.fake.lock:
-            self.fake.calls.append(call)
-        return call
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        raw = self._body()
-        query = parse_qs(urlsplit(self.path).query)
-        if _UPLOAD.match(path) and "upload_id" in query:
-            call = self._record("upload")
-            status, body, headers = self.fake.upload_chunk(call, raw, query["upload_id"][0])
-            call.status = status
-            return self._send(status, body, headers)
-        try:
-            payload = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            payload = None
-        batch = _BATCH_CREATE.match(path) or _BATCH_CANCEL.match(path)
-        if batch:
-            call = self._record("batch_create" if "model" in batch.groupdict()
-                                else "batch_cancel", payload)
-            if "model" in batch.groupdict():
-                call.model = batch.group("model")
-                status, body = self.fake.batch.create(call, call.model, payload or {})
-            else:
-                status, body = self.fake.batch.cancel(call, batch.group("id"))
-            call.status = status
-            return self._send(status, body)
-        match = _GENERATE.match(path)
-        if match:
-            call = self._record("generate", payload)
-            call.model = match.group("model")
-            status, body = self.fake.generate(call, payload or {})
-            call.status = status
-            return self._send(status, body)
-        if _UPLOAD.match(path):
-            call = self._record("upload_start", payload)
-            status, body, headers = self.fake.upload_start(call, payload or {})
-            call.status = status
-            return self._send(status, body, headers)
-        self._record("unknown", payload).status = 404
-        return self._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        batch = _BATCH.match(path)
-        if batch:
-            call = self._record("batch_get")
-            call.status, body = self.fake.batch.get(call, batch.group("id"))
-            return self._send(call.status, body)
-        download = _DOWNLOAD.match(path)
-        if download:
-            call = self._record("file_download")
-            call.status, data = self.fake.batch.download(call, download.group("id"))
-            return self._send_raw(call.status, data)
-        model = _MODEL.match(path)
-        if model:
-            call = self._record("model_get")
-            call.model = model.group("model")
-            call.status, body = self.fake.model_get(call, call.model)
-            return self._send(call.status, body)
-        match = _FILE.match(path)
-        call = self._record("file_get" if match else "unknown")
-        status, body = (self.fake.file_get(call, match.group("id")) if match
-                        else (404, error_body(404, "NOT_FOUND", f"no route {path}")))
-        call.status = status
-        self._send(status, body)
-
-    def do_DELETE(self) -> None:
-        path = urlsplit(self.path).path
-        match = _FILE.match(path)
-        call = self._record("file_delete" if match else "unknown")
-        with self.fake.lock:
-            found = match is not None and self.fake.files.pop(match.group("id"), None) is not None
-        call.status = 200 if found else 404
-        self._send(call.status, {} if found else error_body(404, "NOT_FOUND", "no such file"))
 
 
 @contextlib.contextmanager
