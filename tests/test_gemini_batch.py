@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -196,10 +199,20 @@ def test_a_300_page_backlog_completes_in_batch_mode_through_a_restart_of_every_p
 
     wait_for(lambda: submitted() == 30, timeout=180, interval=0.5, what="30 chunks in jobs")
     progress = wait_for(lambda: (p := read_json(env.outbox / "box0.progress.json"))
-                        .get("waiting") and p, timeout=60, what="a waiting progress file")
+                        .get("waiting") and p["waiting"].get("job_state") != "STAGED" and p,
+                        timeout=60, what="a progress file waiting for a sent job")
     assert progress["state"] == "processing"
     assert progress["waiting"]["code"] == "waiting_for_batch"
+    # Waiting more than Celery's default 3 retries is still waiting, not a failed chunk.
+    wait_for(lambda: max(c["attempts"] or 0 for c in read_json(
+        env.outbox / "box0.progress.json")["chunks"]["items"]) >= 6, timeout=60,
+        what="a chunk that waited 5 times")
     assert progress["waiting"]["job_state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+    shown = subprocess.run([sys.executable, "-m", "ocr_daemon", "status", "--json",
+                            "--worker-timeout", "0.3", "--config", str(env.config_path)],
+                           capture_output=True, text=True, env=env.env(), check=False,
+                           timeout=60)
+    assert json.loads(shown.stdout)["engines"]["gemini"]["batch"]["jobs"] >= 1, shown.stderr
     jobs = set(fake.batch.jobs)
     proc.stop()  # every process of the daemon, while the jobs run
     proc = env.run_daemon(extra_env={"GEMINI_API_KEY": KEY})

@@ -15,6 +15,7 @@ from celery import Celery
 from ocr_daemon.celery_app import QUEUES
 from ocr_daemon.clock import iso
 from ocr_daemon.delivery.broker import PRIORITY_SEP
+from ocr_daemon.engines.gemini import batch as gemini_batch
 from ocr_daemon.engines.gemini import guard as gemini_guard
 from ocr_daemon.engines.gemini import usage as gemini_usage
 from ocr_daemon.errors import ServiceUnavailable
@@ -135,11 +136,12 @@ def engines(client: redis.Redis, prefix: str) -> dict[str, Any]:
     try:
         flags = gemini_guard.status(client, prefix)
         today = gemini_usage.today(client, prefix)
+        batch = gemini_batch.status(client, prefix)
     except redis.RedisError as exc:
         raise ServiceUnavailable(f"Redis: {exc}") from exc
     state = ("disabled" if flags["disabled"] or flags["refused"]
              else "paused" if flags["paused"] else "ok")
-    return {"gemini": {"state": state, **flags, "today": today}}
+    return {"gemini": {"state": state, **flags, "today": today, "batch": batch}}
 
 
 def _pool(stats: dict[str, Any]) -> str:

@@ -116,6 +116,10 @@ def engines_text(engines: dict[str, Any]) -> Text:
                         style="bold yellow")
     else:
         text.append("ok", style="green")
+    batch = gem.get("batch") or {}
+    if batch.get("jobs") or batch.get("staged"):
+        text.append(f"\nGemini Batch API: {batch['jobs']} jobs running, {batch['staged']} "
+                    f"chunk requests staged for the next")
     today = gem.get("today") or {}
     if today.get("requests"):
         text.append(f"\nGemini today ({today['date']} UTC): {today['requests']} requests, "

@@ -45,6 +45,9 @@ def _may_retry(task: Task) -> bool:
     return bool(task.request.retries - waited < current_config().workers.max_retries)
 
 
+WAIT_WITHOUT_END = 10**9  # retries of a task waiting out a condition (never reached)
+
+
 def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) -> Any:
     w = current_config().workers
     retry_after = getattr(exc, "retry_after", None)
@@ -54,9 +57,11 @@ def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) ->
         log.get(task_id=task.request.id, doc_id=doc_id).warning("waiting", **exc.to_dict())
         with contextlib.suppress(OcrDaemonError):  # shown by status and the progress file
             rt.store.set_doc(doc_id, waiting={**exc.to_dict(), "since": iso(rt.clock.time())})
+        # Not max_retries=None: Celery reads None as "the task's default" (3), and the 4th
+        # wait would fail the chunk (a chord error) instead of waiting on.
         return task.retry(exc=exc, countdown=min(retry_after or w.retry_backoff_max,
                                                  w.retry_backoff_max),
-                          max_retries=None, kwargs=kwargs)
+                          max_retries=WAIT_WITHOUT_END, kwargs=kwargs)
     delay = backoff(task.request.retries, w.retry_backoff, w.retry_backoff_max, retry_after)
     return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries)
 

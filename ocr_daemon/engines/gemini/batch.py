@@ -264,6 +264,15 @@ class Batches:
                                      ) from exc
 
 
+def status(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """For `ocr-daemon status`: chunk requests staged, and batch jobs sent and not ended."""
+    staged = sum(int(client.hlen(k)) for k in
+                 client.scan_iter(f"{prefix}gemini:batch:staged:*", count=100))
+    jobs = sum(int(client.zcard(k)) for k in
+               client.scan_iter(f"{prefix}gemini:batch:jobs:*", count=100))
+    return {"staged": staged, "jobs": jobs}
+
+
 def backlog_pages(client: redis.Redis, prefix: str, watch: str) -> int:
     """Pages of the watch's documents in flight not yet in a finished chunk (the auto mode's
     measure of a backlog); cached 5 s so chunks do not each read every document."""
