@@ -13,7 +13,7 @@ import pytest
 
 from ocr_daemon.clock import SystemClock
 from ocr_daemon.engines.base import Engine, Extraction, PageRequest
-from ocr_daemon.errors import BatchJobFailed, WaitingForBatch
+from ocr_daemon.errors import BatchJobFailed, EngineUnavailable, WaitingForBatch
 from ocr_daemon.record.state import StateStore
 from ocr_daemon.testing import make_text_pdf, page_text
 
@@ -128,6 +128,25 @@ def test_per_request_errors_are_handled_like_interactive_ones(
     extraction, _ = until_done(engine, failed)
     assert [p.text for p in extraction.pages] == [page_text(7)]
     assert fake.generate_calls()[-1].texts == [page_text(7)]
+
+
+def test_a_refusal_in_a_batched_answer_is_retried_interactively_page_by_page(
+        make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
+    fake.inject("recitation", when=page_text(9))
+    request = pdf_request(tmp_path, [page_text(8), page_text(9)])
+    extraction, _ = until_done(make_engine(**BATCH), request)
+    assert [p.text for p in extraction.pages] == [page_text(8), page_text(9)]
+    assert [c.texts for c in fake.generate_calls()] == [[page_text(8)], [page_text(9)]]
+
+
+def test_a_rejected_key_stops_batch_mode_for_every_worker_after_one_request(
+        make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
+    fake.valid_keys = {"the-good-key"}
+    for n in range(3):
+        with pytest.raises(EngineUnavailable) as info:
+            make_engine(**BATCH).extract(pdf_request(tmp_path, [page_text(n + 1)]))
+        assert "check the API key" in info.value.message
+    assert kinds(fake) == ["batch_create"]
 
 
 def test_cancelled_documents_cancel_their_job(

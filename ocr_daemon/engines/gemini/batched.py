@@ -80,6 +80,19 @@ class BatchMode:
         return BatchRequest(key, media, gemini_prompt.build(len(request.pages), self.s.prompt))
 
     def run(self, request: PageRequest, used: Usage) -> Outcome:
+        """The chunk's batch outcome, or WaitingForBatch. A refused key or configuration
+        stops every worker, as an interactive request's would."""
+        self.sender.guard.check()
+        try:
+            return self._run(request, used)
+        except KeyRejected as exc:
+            self.sender.guard.disable(exc.reason)
+            raise
+        except SettingRefused as exc:
+            self.sender.guard.refuse(exc)
+            raise
+
+    def _run(self, request: PageRequest, used: Usage) -> Outcome:
         path = ticket_path(request)
         ticket = read_ticket(path)
         if ticket is None:
@@ -133,12 +146,8 @@ class BatchMode:
         api = self.api()
         if ticket.get("error"):
             error = api.error(ticket["error"])
-            if isinstance(error, SettingRefused):
-                self.sender.guard.refuse(error)
-                raise error
-            if isinstance(error, KeyRejected):
-                self.sender.guard.disable(error.reason)
-                raise error
+            if isinstance(error, SettingRefused | KeyRejected):
+                raise error  # the fleet is told in run()
             self.log.info("gemini_batch_request_failed", error=error.message)
             ticket["state"] = "interactive"
             write_ticket(path, ticket)

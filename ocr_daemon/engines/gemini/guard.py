@@ -118,6 +118,14 @@ class Guard:
                 retry_after=left)
         return bool(verified)
 
+    def check(self) -> None:
+        """Raise when the key is disabled, the configuration refused or the model paused."""
+        try:
+            self._state()
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"cannot read the Gemini engine state in Redis: {exc}"
+                                     ) from exc
+
     @contextlib.contextmanager
     def sending(self, max_wait: float) -> Iterator[float]:
         """Clear to send; yields the seconds it waited. One at a time while the key is new."""
