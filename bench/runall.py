@@ -24,6 +24,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("api.py", [], ["--latency", "50", "--concurrent", "20", "--sse", "200", "--hold", "2"]),
     ("searchable_pdf.py", ["--rounds", "2"], ["--rounds", "1", "--quick", "--pages", "200"]),
     ("fidelity.py", [], ["--quick"]),  # needs ../shared/corpus beside the repository
+    ("gemini_cost.py", ["--pages", "500"], ["--pages", "100"]),
 ]
 
 

@@ -108,11 +108,13 @@ def config_group() -> None:
 @config_option
 @click.option("--create", is_flag=True,
               help="Also create state_dir and the five folders of every watch.")
+@click.option("--online", is_flag=True,
+              help="Also ask the Gemini API once (models.get) whether key and model work.")
 @boundary
-def config_check(config_path: str | None, create: bool) -> None:
+def config_check(config_path: str | None, create: bool, online: bool) -> None:
     """Validate the configuration and print it resolved, secrets masked (creates nothing
     unless --create); list the installed Tesseract language packs and refuse configured
-    languages that are not installed."""
+    languages that are not installed; with --online, ask Gemini whether key and model work."""
     from ocr_daemon.engines import languages
 
     cfg = config_mod.load(config_path)
@@ -135,6 +137,14 @@ def config_check(config_path: str | None, create: bool) -> None:
             click.echo(f"# created {path}")
     click.echo(f"# {cfg.source}: valid")
     click.echo(yaml.safe_dump(config_mod.redacted(cfg), sort_keys=False, allow_unicode=True))
+    if online:
+        from ocr_daemon.engines.gemini.check import check
+
+        verdict = check(cfg.engines.gemini)
+        for line in verdict.lines(cfg.engines.gemini.model):
+            click.echo(line)
+        if not verdict.ok:
+            sys.exit(ExitCode.ONLINE_CHECK_FAILED)
 
 
 @main.command()

@@ -36,7 +36,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 # The watch keys an engine's settings may take from engine_options (each is a field of at
 # least one engine settings model below: tests/test_one_source.py pins it).
 ENGINE_OPTIONS = frozenset({"model", "prompt", "languages", "dpi", "psm", "timeout",
-                            "max_output_tokens"})
+                            "max_output_tokens", "mode", "thinking_level", "thinking_budget"})
 
 
 def _folder_problem(path: Path, *, writable: bool) -> str | None:
@@ -112,14 +112,42 @@ class WorkersConfig(_Model):
         return self
 
 
+ThinkingLevel = Literal["minimal", "low", "medium", "high"]
+# The default model: Gemini 3.1 Flash-Lite, stable and the cheapest current Gemini that reads
+# PDFs and images (gemini-2.5-flash, the old default, is retired on 2026-12-01).
+DEFAULT_GEMINI_MODEL = "gemini-3.1-flash-lite"
+
+
+def gemini_generation(model: str) -> int | None:
+    """The major version of a Gemini model id (2 for gemini-2.5-flash), None if not named so."""
+    match = re.match(r"^(?:models/)?gemini-(\d+)(?:[.-]|$)", model)
+    return int(match.group(1)) if match else None
+
+
+def thinking_levels(model: str) -> frozenset[str] | None:
+    """The thinking levels a model takes: none before Gemini 3, no `minimal` for a Pro model;
+    None when the id names no known family (a proxy's alias): the server decides."""
+    generation = gemini_generation(model)
+    if generation is None:
+        return None
+    if generation < 3:
+        return frozenset()
+    if "-pro" in model:
+        return frozenset({"low", "medium", "high"})
+    return frozenset({"minimal", "low", "medium", "high"})
+
+
 class GeminiConfig(_Model):
-    model: str = "gemini-2.5-flash"
+    model: str = DEFAULT_GEMINI_MODEL
     api_key_env: str = "GEMINI_API_KEY"
     api_key_file: Path | None = None
     base_url: str | None = None
     timeout: PositiveFloat = 120.0
     max_output_tokens: PositiveInt = 16384
-    thinking_budget: Annotated[int, Field(ge=0)] = 0
+    # Gemini 2.5 takes a thinking budget in tokens, Gemini 3 a thinking level; set one at
+    # most. Neither: 0 for a 2.x model, `minimal` (or `low` for a Pro) for a 3.x model.
+    thinking_budget: Annotated[int, Field(ge=-1)] | None = None
+    thinking_level: ThinkingLevel | None = None
     requests_per_minute: PositiveInt = 60
     tokens_per_minute: PositiveInt = 1_000_000
     prompt: str | None = None
@@ -131,6 +159,47 @@ class GeminiConfig(_Model):
     max_wait: PositiveFloat = 60.0  # most seconds a chunk waits in-process, all waits added
     refusal_retries: Annotated[int, Field(ge=0, le=5)] = 2  # RECITATION/SAFETY/MAX_TOKENS
     quota_pause: PositiveFloat | None = None  # daily quota spent: null = until it resets
+    # Cost estimates (result JSON, status): list prices per million tokens, thinking billed
+    # as output; null: tokens are counted, no cost is estimated. The Batch API bills
+    # batch_discount of them.
+    price_per_million_input: Annotated[float, Field(ge=0)] | None = None
+    price_per_million_output: Annotated[float, Field(ge=0)] | None = None
+    batch_discount: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # The Batch API (half price, results within 24 h): interactive sends every chunk at once;
+    # batch collects chunks into batch jobs; auto uses batch while more than
+    # batch_threshold_pages pages wait for Gemini (a backlog), interactive otherwise.
+    mode: Literal["interactive", "batch", "auto"] = "interactive"
+    batch_threshold_pages: PositiveInt = 200
+    batch_collect_seconds: Annotated[float, Field(ge=0)] = 30.0  # staged chunks wait this
+    # long for others before a job is sent (or until batch_max_requests are staged)
+    batch_max_requests: PositiveInt = 500  # chunk requests per job
+    batch_inline_max_bytes: PositiveInt = 20_000_000  # larger jobs go as a JSONL file
+    batch_poll_interval: PositiveFloat = 30.0  # first seconds between polls of a job ...
+    batch_poll_max: PositiveFloat = 600.0  # ... growing with its age up to this
+    batch_fallback: Literal["interactive", "fail"] = "interactive"  # a job failed/expired
+
+    @model_validator(mode="after")
+    def _thinking(self) -> GeminiConfig:
+        if self.thinking_budget is not None and self.thinking_level is not None:
+            raise ValueError("thinking_level: set thinking_level (Gemini 3) or thinking_budget "
+                             "(Gemini 2.5), not both")
+        levels = thinking_levels(self.model)
+        if self.thinking_level is not None and levels is not None \
+                and self.thinking_level not in levels:
+            takes = (f"takes {sorted(levels)}" if levels
+                     else "takes thinking_budget, not a thinking level")
+            raise ValueError(f"thinking_level: {self.thinking_level!r} is not a level model "
+                             f"{self.model} takes (it {takes})")
+        return self
+
+    def thinking(self) -> tuple[int | None, str | None]:
+        """(budget, level) to send: the configured one, else the model family's cheapest."""
+        if self.thinking_budget is not None or self.thinking_level is not None:
+            return self.thinking_budget, self.thinking_level
+        levels = thinking_levels(self.model)
+        if levels is None or not levels:
+            return 0, None
+        return None, "minimal" if "minimal" in levels else "low"
 
 
 class TesseractConfig(_Model):
@@ -352,6 +421,26 @@ class Config(_Model):
             raise ValueError("api.listen: the port must be 1-65535")
         return self
 
+    @model_validator(mode="after")
+    def _watch_gemini_options(self) -> Config:
+        """A watch's own model must take the Gemini thinking settings too."""
+        base = self.engines.gemini.model_dump()
+        for i, w in enumerate(self.watches):
+            options = {k: v for k, v in w.engine_options.items() if k in GeminiConfig.model_fields}
+            if w.engine in ("gemini", "auto") and options:
+                try:
+                    GeminiConfig.model_validate({**base, **options})
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    reason = err["msg"].removeprefix("Value error, ")
+                    if err["loc"]:
+                        reason = f"{err['loc'][0]}: {reason}"
+                    if "model" not in options:
+                        raise ValueError(f"watches[{i}].engine_options.{reason}") from None
+                    raise ValueError(f"watches[{i}].engine_options.model: {options['model']!r} "
+                                     f"with engines.gemini.{reason}") from None
+        return self
+
     @property
     def source(self) -> Path | None:
         """The file this configuration was read from (workers are started with it)."""
@@ -378,8 +467,11 @@ def _problems(exc: ValidationError) -> list[str]:
         loc = _format_loc(tuple(err["loc"]))
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        field = re.match(r"^([a-z_]+): (.*)$", msg, re.DOTALL)
         if msg.startswith("watches[") and ": " in msg:  # already carries its own key path
             lines.append(msg)
+        elif loc and field:  # a model's check naming its own key: the full path to it
+            lines.append(f"{loc}.{field.group(1)}: {field.group(2)}")
         else:
             lines.append(f"{loc}: {msg}" if loc else msg)
     return lines

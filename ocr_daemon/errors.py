@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     ALREADY_RUNNING = 5  # another `ocr-daemon run` holds this state_dir
     NOT_FOUND = 6  # no such document (cancel, lookup)
     INSTALL_REFUSED = 7  # install-systemd: an option cannot go into a unit file
+    ONLINE_CHECK_FAILED = 8  # config check --online: the Gemini key or model does not work
 
 
 class OcrDaemonError(Exception):
@@ -258,6 +259,34 @@ class EnginePaused(TransientEngineError):
     hint = "The engine's daily quota is spent; work resumes by itself when it resets."
 
 
+class WaitingForBatch(TransientEngineError):
+    """The chunk's request is in a Gemini Batch API job (or about to be): the work waits, and
+    the wait does not count against its retries."""
+
+    code = "waiting_for_batch"
+    waits = True
+    hint = ("The chunk goes through the Gemini Batch API (engines.gemini.mode); results come "
+            "within 24 hours, most often minutes.")
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 job: str | None = None, state: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.job = job
+        self.state = state
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "job": self.job, "job_state": self.state}
+
+
+class BatchJobFailed(EngineError):
+    """A Batch API job failed, expired or was cancelled and engines.gemini.batch_fallback is
+    `fail`."""
+
+    code = "batch_failed"
+    hint = ("Send the document again (`ocr-daemon retry`), or set engines.gemini."
+            "batch_fallback: interactive to finish such chunks interactively.")
+
+
 class EngineUnavailable(EngineError):
     """Permanent for the engine (bad API key, engine not installed): stop sending to it."""
 
@@ -274,6 +303,18 @@ class KeyRejected(EngineUnavailable):
 
     def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
+        self.reason = reason
+
+
+class SettingRefused(EngineUnavailable):
+    """The engine refuses a setting (a model not found or retired, a thinking setting it does
+    not take): permanent for the engine until the configuration changes. ``key`` names it."""
+
+    def __init__(self, message: str, *, key: str, reason: str) -> None:
+        super().__init__(message, hint=f"Fix {key} in the configuration (or the watch's "
+                                       f"engine_options), restart the workers, then send the "
+                                       f"failed documents again (`ocr-daemon retry`).")
+        self.key = key
         self.reason = reason
 
 

@@ -1,38 +1,55 @@
-"""A local stand-in for the Gemini REST API (generateContent, File API) with scriptable faults."""
+"""A local stand-in for the Gemini REST API (generateContent, File API, models.get, Batch API)
+with scriptable faults: its behaviour here, its HTTP routes in fake_gemini_http."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
-import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-import pypdfium2
 
 from ocr_daemon.engines.gemini.prompt import BLANK, PAGE_BREAK
-from ocr_daemon.formats.pdf import PDFIUM_LOCK
+
+from .fake_gemini_batch import FakeBatches
+from .fake_gemini_http import _UPLOAD, _Handler
+from .fake_gemini_shapes import (
+    HELP,
+    _b64decode,
+    _camel,
+    bad_key_body,
+    error_body,
+    forbidden_body,
+    pdf_texts,
+    quota_failure,
+    retry_info,
+    usage_metadata,
+)
 
 PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
 TOKENS_PER_PAGE = 258
+THOUGHTS = {"MINIMAL": 0, "LOW": 40, "MEDIUM": 120, "HIGH": 300}  # per request, by level
 
-_GENERATE = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent$")
-_UPLOAD = re.compile(r"^/upload/(?P<version>[^/]+)/files$")
-_FILE = re.compile(r"^/(?P<version>[^/]+)/files/(?P<id>[^/]+)$")
 
 # What each injectable fault does; see ``FakeGemini.inject``.
 FAULTS = ("rate_limit", "daily_quota", "internal", "unavailable", "bad_gateway",
           "gateway_timeout", "slow", "max_tokens", "recitation", "safety", "merge_pages",
-          "bad_key", "forbidden")
+          "bad_key", "forbidden", "media_refused")
+
+# The models this server knows (models.get answers with their limits); any other id, or one
+# in FakeGemini.retired, is answered 404 NOT_FOUND as the real API does.
+MODELS = {
+    "gemini-3.1-flash-lite": (1_048_576, 65_536),
+    "gemini-3.5-flash-lite": (1_048_576, 65_536),
+    "gemini-3.5-flash": (1_048_576, 65_536),
+    "gemini-3.1-pro-preview": (1_048_576, 65_536),
+    "gemini-2.5-flash": (1_048_576, 65_536),
+    "gemini-2.5-pro": (1_048_576, 65_536),
+}
 
 
 @dataclass
@@ -48,7 +65,9 @@ class Fault:
 class Call:
     """One request the server received."""
 
-    kind: str  # generate | upload_start | upload | file_get | file_delete | unknown
+    # generate | upload_start | upload | file_get | file_delete | model_get | batch_create |
+    # batch_get | batch_cancel | batch_request (one request of a job) | file_download | unknown
+    kind: str
     method: str
     path: str
     headers: dict[str, str]
@@ -66,79 +85,13 @@ class Call:
         body = self.body if isinstance(self.body, dict) else {}
         return dict(body.get("generationConfig") or body.get("generation_config") or {})
 
-
-def _b64decode(data: str) -> bytes:
-    """Decode standard or URL-safe base64, padded or not (clients send either)."""
-    padded = data + "=" * (-len(data) % 4)
-    try:
-        if "-" in data or "_" in data:
-            return base64.urlsafe_b64decode(padded)
-        return base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"bad base64: {exc}") from exc
-
-
-def pdf_texts(data: bytes) -> list[str]:
-    """The real text layer of every page (what a perfect transcription would return)."""
-    with PDFIUM_LOCK:  # pdfium is not thread-safe: this server answers requests in threads
-        doc = pypdfium2.PdfDocument(data)
-        try:
-            texts = []
-            for page in doc:
-                textpage = page.get_textpage()
-                texts.append(textpage.get_text_bounded().replace("\r\n", "\n")
-                             .replace("\r", "\n"))
-                textpage.close()
-                page.close()
-            return texts
-        finally:
-            doc.close()
-
-
-def error_body(code: int, status: str, message: str, *details: dict[str, Any]) -> dict[str, Any]:
-    """A google.rpc.Status error as the Gemini API returns it."""
-    body: dict[str, Any] = {"code": code, "message": message, "status": status}
-    if details:
-        body["details"] = list(details)
-    return {"error": body}
-
-
-def retry_info(delay: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
-
-
-def quota_failure(quota_id: str, model: str, value: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-        "quotaId": quota_id,
-        "quotaDimensions": {"location": "global", "model": model},
-        "quotaValue": value,
-    }]}
-
-
-HELP = {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
-    "description": "Learn more about Gemini API quotas",
-    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}
-
-
-def bad_key_body() -> dict[str, Any]:
-    message = "API key not valid. Please pass a valid API key."
-    return error_body(400, "INVALID_ARGUMENT", message, {
-        "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-        "domain": "googleapis.com",
-        "metadata": {"service": "generativelanguage.googleapis.com"},
-    }, {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-        "message": message})
-
-
-def forbidden_body(key: str | None) -> dict[str, Any]:
-    # The real API names the consumer, key included: clients must not log this verbatim.
-    return error_body(403, "PERMISSION_DENIED",
-                      f"Permission denied: Consumer 'api_key:{key}' has been suspended.", {
-                          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                          "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
-                          "metadata": {"consumer": f"projects/{key}",
-                                       "service": "generativelanguage.googleapis.com"}})
+    @property
+    def thinking(self) -> dict[str, Any]:
+        """generationConfig.thinkingConfig with its keys in camelCase: the SDK sends
+        thinkingBudget but thinking_level, and the API (proto JSON) reads both spellings."""
+        gen = self.generation_config
+        found = gen.get("thinkingConfig") or gen.get("thinking_config") or {}
+        return {_camel(k): v for k, v in found.items()}
 
 
 class FakeGemini:
@@ -148,6 +101,9 @@ class FakeGemini:
         self.image_text = image_text
         self.valid_keys: set[str] = set()  # empty: any key is accepted
         self.forbidden_keys: set[str] = set()
+        self.models = dict(MODELS)
+        self.retired: set[str] = set()  # known ids now answered 404, as after a shutdown
+        self.batch = FakeBatches(self)  # the Batch API
         self.processing_polls = 0  # files.get answers PROCESSING this many times first
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
@@ -213,6 +169,45 @@ class FakeGemini:
             return 400, bad_key_body()
         return None
 
+    def model_error(self, model: str | None) -> tuple[int, dict[str, Any]] | None:
+        if model in self.models and model not in self.retired:
+            return None
+        return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API "
+                               f"version v1beta, or is not supported for generateContent. "
+                               f"Call ListModels to see the list of available models and "
+                               f"their supported methods.")
+
+    def thinking_error(self, call: Call) -> tuple[int, dict[str, Any]] | None:
+        """What the API answers to a thinking setting the model does not take."""
+        model, thinking = call.model or "", call.thinking
+        level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+        if level is not None and budget is not None:
+            message = "You can only set only one of thinking budget and thinking level."
+        elif level is not None and model.startswith(("gemini-1", "gemini-2")):
+            message = "Thinking level is not supported for this model."
+        elif level == "MINIMAL" and "-pro" in model:
+            message = "Thinking level MINIMAL is not supported for this model."
+        elif budget == 0 and "-pro" in model:
+            message = "Budget 0 is invalid. This model only works in thinking mode."
+        else:
+            return None
+        return 400, error_body(400, "INVALID_ARGUMENT", message)
+
+    def model_get(self, call: Call, model: str) -> tuple[int, Any]:
+        """models.get: the model's description with its token limits."""
+        auth = self.auth_error(call.api_key)
+        if auth:
+            return auth
+        error = self.model_error(model)
+        if error:
+            return 404, error_body(404, "NOT_FOUND", f"Model models/{model} not found.")
+        limits = self.models[model]
+        return 200, {"name": f"models/{model}", "version": "001", "displayName": model,
+                     "inputTokenLimit": limits[0], "outputTokenLimit": limits[1],
+                     "supportedGenerationMethods": ["generateContent", "countTokens",
+                                                    "batchGenerateContent"],
+                     "temperature": 1, "topP": 0.95, "topK": 64, "thinking": True}
+
     def media_texts(self, body: dict[str, Any], call: Call) -> list[str]:
         texts: list[str] = []
         for content in body.get("contents") or []:
@@ -249,6 +244,7 @@ class FakeGemini:
         if len(text) > limit * 4:  # about 4 characters a token
             text, finish = text[:limit * 4], "MAX_TOKENS"
         prompt_tokens = TOKENS_PER_PAGE * max(1, len(pages)) + 100
+        thoughts = self.thoughts(call)
         candidate: dict[str, Any] = {"index": 0, "finishReason": finish}
         if fault and fault.kind in ("recitation", "safety"):
             candidate["finishReason"] = fault.kind.upper()
@@ -265,12 +261,20 @@ class FakeGemini:
             candidate["content"] = {"role": "model"}
         return {
             "candidates": [candidate],
-            "usageMetadata": {"promptTokenCount": prompt_tokens,
-                              "candidatesTokenCount": len(text) // 4,
-                              "totalTokenCount": prompt_tokens + len(text) // 4},
+            "usageMetadata": usage_metadata(prompt_tokens, len(text) // 4, thoughts),
             "modelVersion": call.model,
             "responseId": uuid.uuid4().hex[:20],
         }
+
+    @staticmethod
+    def thoughts(call: Call) -> int:
+        """Thinking tokens a model spends at the request's thinking setting (none at
+        MINIMAL or a zero budget; Gemini 3 models think by default)."""
+        thinking = call.thinking
+        level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+        if budget is not None:
+            return max(0, min(int(budget), 300)) if int(budget) >= 0 else 300
+        return THOUGHTS.get(str(level or "HIGH"), 0)
 
     def fault_error(self, fault: Fault, call: Call) -> tuple[int, dict[str, Any]] | None:
         model = call.model or "?"
@@ -301,12 +305,18 @@ class FakeGemini:
             return 400, bad_key_body()
         if fault.kind == "forbidden":
             return 403, forbidden_body(call.api_key)
+        if fault.kind == "media_refused":
+            return 400, error_body(400, "INVALID_ARGUMENT", f"Unsupported MIME type: "
+                                   f"{call.media[0].split(':', 1)[-1]}")
         return None
 
     def generate(self, call: Call, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        auth = self.auth_error(call.api_key)
+        auth = self.auth_error(call.api_key) or self.model_error(call.model)
         if auth:
             return auth
+        refused = self.thinking_error(call)
+        if refused:
+            return refused
         try:
             texts = self.media_texts(body, call)
         except (KeyError, ValueError) as exc:
@@ -381,86 +391,6 @@ class FakeGemini:
             if file["polls"] > self.processing_polls:
                 file["state"] = "ACTIVE"
             return 200, self.public(file_id)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ThreadingHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    @property
-    def fake(self) -> FakeGemini:
-        return self.server.fake  # type: ignore[attr-defined,no-any-return]
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-    def _record(self, kind: str, body: Any = None) -> Call:
-        query = parse_qs(urlsplit(self.path).query)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        key = headers.get("x-goog-api-key") or next(iter(query.get("key") or []), None)
-        call = Call(kind, self.command, urlsplit(self.path).path, headers, time.time(), key, body)
-        with self.fake.lock:
-            self.fake.calls.append(call)
-        return call
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        raw = self._body()
-        query = parse_qs(urlsplit(self.path).query)
-        if _UPLOAD.match(path) and "upload_id" in query:
-            call = self._record("upload")
-            status, body, headers = self.fake.upload_chunk(call, raw, query["upload_id"][0])
-            call.status = status
-            return self._send(status, body, headers)
-        try:
-            payload = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            payload = None
-        match = _GENERATE.match(path)
-        if match:
-            call = self._record("generate", payload)
-            call.model = match.group("model")
-            status, body = self.fake.generate(call, payload or {})
-            call.status = status
-            return self._send(status, body)
-        if _UPLOAD.match(path):
-            call = self._record("upload_start", payload)
-            status, body, headers = self.fake.upload_start(call, payload or {})
-            call.status = status
-            return self._send(status, body, headers)
-        self._record("unknown", payload).status = 404
-        return self._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        match = _FILE.match(path)
-        call = self._record("file_get" if match else "unknown")
-        status, body = (self.fake.file_get(call, match.group("id")) if match
-                        else (404, error_body(404, "NOT_FOUND", f"no route {path}")))
-        call.status = status
-        self._send(status, body)
-
-    def do_DELETE(self) -> None:
-        path = urlsplit(self.path).path
-        match = _FILE.match(path)
-        call = self._record("file_delete" if match else "unknown")
-        with self.fake.lock:
-            found = match is not None and self.fake.files.pop(match.group("id"), None) is not None
-        call.status = 200 if found else 404
-        self._send(call.status, {} if found else error_body(404, "NOT_FOUND", "no such file"))
 
 
 @contextlib.contextmanager

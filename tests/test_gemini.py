@@ -80,16 +80,30 @@ def arrived_by(times: list[float], started: float, seconds: float) -> int:
 
 def test_chunk_goes_in_one_request_and_splits_back_into_pages(
         make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
-    engine = make_engine(max_output_tokens=4096, thinking_budget=0, model="gemini-test")
+    engine = make_engine(max_output_tokens=4096, thinking_budget=0, model="gemini-3.5-flash")
     request = pdf_request(tmp_path, [page_text(1), "", page_text(3), page_text(4)])
     assert texts_of(engine, request) == [page_text(1), "", page_text(3), page_text(4)]
     [call] = fake.generate_calls()
-    assert call.model == "gemini-test" and call.media == ["inline:application/pdf"]
+    assert call.model == "gemini-3.5-flash" and call.media == ["inline:application/pdf"]
     assert call.headers["x-goog-api-key"] == KEY
     gen = call.generation_config
     assert (gen["temperature"], gen["maxOutputTokens"]) == (0.0, 4096)
     prompt = call.body["contents"][0]["parts"][-1]["text"]
     assert "exactly 4 pages" in prompt and "no commentary" in prompt
+
+
+def test_requests_carry_the_thinking_setting_of_the_model_family(
+        make_engine: Make, fake: FakeGemini, tmp_path: Path) -> None:
+    request = pdf_request(tmp_path, [page_text(1)])
+    make_engine().extract(request)  # the default: a Gemini 3 Flash-Lite
+    make_engine(thinking_level="low").extract(request)
+    make_engine(model="gemini-2.5-flash").extract(request)
+    make_engine(model="gemini-2.5-flash", thinking_budget=512).extract(request)
+    sent = [(c.model, c.thinking) for c in fake.generate_calls()]
+    assert sent == [("gemini-3.1-flash-lite", {"thinkingLevel": "MINIMAL"}),
+                    ("gemini-3.1-flash-lite", {"thinkingLevel": "LOW"}),
+                    ("gemini-2.5-flash", {"thinkingBudget": 0}),
+                    ("gemini-2.5-flash", {"thinkingBudget": 512})]
 
 
 def test_page_count_mismatch_falls_back_to_one_request_per_page(
@@ -206,7 +220,7 @@ def test_daily_quota_pauses_every_worker_without_more_requests(
     assert len(fake.generate_calls()) == 1  # nobody asked again
     paused = gemini_guard.status(redis_server.client(), key_prefix)["paused"]
     assert [(p["model"], p["quota_id"]) for p in paused] == [
-        ("gemini-2.5-flash", "GenerateRequestsPerDayPerProjectPerModel-FreeTier")]
+        ("gemini-3.1-flash-lite", "GenerateRequestsPerDayPerProjectPerModel-FreeTier")]
 
 
 # --- keys ------------------------------------------------------------------------------------

@@ -78,6 +78,9 @@ def test_chunk_files_keep_their_format(tmp_path: Path) -> None:
         "schema": "ocr-daemon/chunk-result/v1", "index": 0,
         "pages": [{"number": 1, "text": "a", "engine": "pdftext"}], "warnings": ["w"]}
     assert ChunkResult.load(result_path).pages[0]["text"] == "a"
+    ChunkResult(0, [], [], {"prompt": 10}).save(result_path)  # a billed chunk says so
+    assert json.loads(result_path.read_text())["usage"] == {"prompt": 10}
+    assert ChunkResult.load(result_path).usage == {"prompt": 10}
     error_path = tmp_path / "results" / "00000.error.json"
     ChunkError(0, {"code": "ocr_failed"}).save(error_path)
     assert json.loads(error_path.read_text()) == {"index": 0, "error": {"code": "ocr_failed"}}

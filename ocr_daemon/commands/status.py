@@ -13,7 +13,9 @@ import redis
 from ocr_daemon.clock import iso
 from ocr_daemon.config import WatchConfig
 from ocr_daemon.delivery.names import QUEUES, queue_keys
+from ocr_daemon.engines.gemini import batch as gemini_batch
 from ocr_daemon.engines.gemini import guard as gemini_guard
+from ocr_daemon.engines.gemini import usage as gemini_usage
 from ocr_daemon.errors import ServiceUnavailable
 from ocr_daemon.intake import leftovers
 from ocr_daemon.record.progress import percentage
@@ -128,11 +130,15 @@ def queue_depths(client: redis.Redis, prefix: str) -> dict[str, dict[str, int]]:
 
 
 def engines(client: redis.Redis, prefix: str) -> dict[str, Any]:
-    """Engine-wide flags: Gemini disabled (key rejected) or paused (daily quota)."""
+    """Engine-wide flags: Gemini disabled (key rejected, configuration refused) or paused
+    (daily quota); today's usage and the batch jobs."""
     with unavailable():
         flags = gemini_guard.status(client, prefix)
-    state = "disabled" if flags["disabled"] else "paused" if flags["paused"] else "ok"
-    return {"gemini": {"state": state, **flags}}
+        today = gemini_usage.today(client, prefix)
+        batch = gemini_batch.status(client, prefix)
+    state = ("disabled" if flags["disabled"] or flags["refused"]
+             else "paused" if flags["paused"] else "ok")
+    return {"gemini": {"state": state, **flags, "today": today, "batch": batch}}
 
 
 def _pool(stats: dict[str, Any]) -> str:

@@ -120,6 +120,10 @@ def engines_text(engines: dict[str, Any]) -> Text:
             text.append(f"DISABLED, the API key was rejected ({d.get('reason')}) since "
                         f"{d.get('since')}; checked again in {d.get('expires_in')} s. ",
                         style="bold red")
+        for r in gem.get("refused", []):
+            text.append(f"DISABLED for model {r.get('model')}: {r.get('message')}; fix "
+                        f"{r.get('key')} (checked again in {r.get('expires_in')} s). ",
+                        style="bold red")
     elif gem.get("state") == "paused":
         for p in gem["paused"]:
             text.append(f"PAUSED, daily quota of {p.get('model')} spent "
@@ -127,6 +131,17 @@ def engines_text(engines: dict[str, Any]) -> Text:
                         style="bold yellow")
     else:
         text.append("ok", style="green")
+    batch = gem.get("batch") or {}
+    if batch.get("jobs") or batch.get("staged"):
+        text.append(f"\nGemini Batch API: {batch['jobs']} jobs running, {batch['staged']} "
+                    f"chunk requests staged for the next")
+    today = gem.get("today") or {}
+    if today.get("requests"):
+        text.append(f"\nGemini today ({today['date']} UTC): {today['requests']} requests, "
+                    f"{today['prompt_tokens']:,} prompt, {today['output_tokens']:,} output, "
+                    f"{today['thinking_tokens']:,} thinking tokens")
+        if today.get("cost_estimate") is not None:
+            text.append(f", about {today['cost_estimate']:.4f} at the configured prices")
     return text
 
 

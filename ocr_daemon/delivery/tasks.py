@@ -60,6 +60,8 @@ def _may_retry(task: Task) -> bool:
     return bool(task.request.retries - _waited(task) < current_config().workers.max_retries)
 
 
+
+
 def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) -> Any:
     # Celery counts every retry in request.retries and stops when it passes max_retries;
     # `max_retries=None` there means the task's default (3), not "no limit". So each call
@@ -73,6 +75,8 @@ def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) ->
         log.get(task_id=task.request.id, doc_id=doc_id).warning("waiting", **exc.to_dict())
         with contextlib.suppress(OcrDaemonError):  # shown by status and the progress file
             rt.store.set_doc(doc_id, waiting={**exc.to_dict(), "since": iso(rt.clock.time())})
+        # Not max_retries=None: Celery reads None as "the task's default" (3), and the 4th
+        # wait would fail the chunk (a chord error) instead of waiting on.
         return task.retry(exc=exc, countdown=min(retry_after or w.retry_backoff_max,
                                                  w.retry_backoff_max),
                           max_retries=task.request.retries + 1, kwargs=kwargs)

@@ -74,7 +74,7 @@ class AutoEngine:
             page.text_layer_reason = layers[page.number].reason
         by_number = {**text, **{p.number: p for p in ocred.pages}}
         return Extraction([by_number[p.number] for p in request.pages], ocred.warnings,
-                          ocred.layers)
+                          ocred.layers, ocred.usage)
 
 
 def create(ctx: EngineContext, registry: Mapping[str, Factory]) -> Engine:

@@ -51,6 +51,7 @@ class Extraction:
     # Page number -> a one-page text-only PDF (invisible, word-positioned text) from the
     # same OCR run as the page's text; only when the request asked for layers.
     layers: dict[int, bytes] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None  # what a remote engine billed (gemini: tokens)
 
 
 class Engine(Protocol):

@@ -77,8 +77,8 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     try:
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
         save_layers(doc, extraction.layers)
-        ChunkResult(index, [asdict(p) for p in extraction.pages],
-                    extraction.warnings).save(doc.dp.chunk_result(index))
+        ChunkResult(index, [asdict(p) for p in extraction.pages], extraction.warnings,
+                    extraction.usage).save(doc.dp.chunk_result(index))
     except OcrDaemonError as exc:
         metrics.engine_error(rt.store, doc.watch.engine, exc.code)
         chunk.error = describe(exc)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
+from ocr_daemon.engines.gemini.usage import total as usage_total
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
 from ocr_daemon.pipeline import searchable
 from ocr_daemon.record.disk import ChunkError, ChunkResult, Outcome, Plan
@@ -49,8 +50,10 @@ def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:
         return carry_out(rt, doc, plan, outcome)
 
 
-def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
-    """Page records in page order (missing pages as empty, flagged) and chunk warnings."""
+def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
+           ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Page records in page order (missing pages as empty, flagged) and chunk warnings;
+    each chunk's usage (tokens a remote engine billed) into ``usage`` when given."""
     pages: list[dict[str, Any]] = []
     warnings: list[str] = []
     for spec in plan.chunks:
@@ -62,6 +65,8 @@ def _pages(doc: Doc, plan: Plan) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         pages += result.pages
         warnings += result.warnings
+        if usage is not None:
+            usage[spec.index] = result.usage
     return pages, warnings
 
 
@@ -223,7 +228,8 @@ def _move_original(doc: Doc, outcome: Outcome) -> None:
 
 def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
     out = doc.out
-    pages, warnings = _pages(doc, plan)
+    usage: dict[int, Any] = {}
+    pages, warnings = _pages(doc, plan, usage)
     warnings = plan.warnings + warnings + outcome.warnings
     if "text" in doc.watch.outputs:
         atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
@@ -245,7 +251,9 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
         "engine": doc.watch.engine,
         "pages": pages,
         "chunks": [{"index": c.index, "pages": [c.first_page, c.last_page],
-                    "attempts": attempts.get(c.index)} for c in plan.chunks],
+                    "attempts": attempts.get(c.index), "usage": usage.get(c.index)}
+                   for c in plan.chunks],
+        "usage": usage_total(usage.values()),
         "chunk_errors": outcome.chunk_errors,
         "text_file": out.text.name if "text" in doc.watch.outputs else None,
         **({"pdf_file": pdf_file} if doc.watch.pdf_output else {}),

@@ -158,18 +158,21 @@ class ChunkResult:
     index: int
     pages: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    usage: dict[str, Any] | None = None  # what a remote engine billed for it (gemini: tokens)
     schema: str = CHUNK_RESULT_SCHEMA
 
     def save(self, path: Path) -> None:
-        atomic.write_json(path, {"schema": self.schema, "index": self.index,
-                                 "pages": self.pages, "warnings": self.warnings},
-                          create_parents=False)
+        data = {"schema": self.schema, "index": self.index, "pages": self.pages,
+                "warnings": self.warnings}
+        if self.usage is not None:  # only what a remote engine billed
+            data["usage"] = self.usage
+        atomic.write_json(path, data, create_parents=False)
 
     @classmethod
     def load(cls, path: Path) -> ChunkResult:
         data = atomic.read_json(path)
         return cls(index=int(data["index"]), pages=list(data["pages"]),
-                   warnings=list(data.get("warnings") or []))
+                   warnings=list(data.get("warnings") or []), usage=data.get("usage"))
 
 
 @dataclass

@@ -78,8 +78,14 @@ LIMITER_WAITS = Def("ocrd_ratelimit_waits", "Requests that waited for the shared
                     "limiter.", ("limiter",))
 LIMITER_WAIT_SECONDS = Def("ocrd_ratelimit_wait_seconds", "Seconds spent waiting for the "
                            "shared rate limiter.", ("limiter",))
+GEMINI_TOKENS = Def("ocrd_gemini_tokens", "Tokens Gemini billed, from each response's "
+                    "usageMetadata (kind: prompt, output, thinking; mode: interactive, "
+                    "batch).", ("model", "watch", "kind", "mode"))
+GEMINI_REQUESTS = Def("ocrd_gemini_requests", "Gemini responses billed (mode: interactive, "
+                      "batch).", ("model", "watch", "mode"))
 DEFS = {d.name: d for d in (FINISHED, PAGES, ENGINE_SECONDS, ENGINE_ERRORS, PICKUP_SECONDS,
-                            RATE_LIMITED, LIMITER_WAITS, LIMITER_WAIT_SECONDS)}
+                            RATE_LIMITED, LIMITER_WAITS, LIMITER_WAIT_SECONDS, GEMINI_TOKENS,
+                            GEMINI_REQUESTS)}
 
 _LABEL = re.compile(r"[^A-Za-z0-9_.:/-]")
 _reported: set[str] = set()
@@ -182,6 +188,18 @@ def rate_limited(where: Where, model: str, daily: bool) -> None:
 
 
 @_guarded
+def gemini_tokens(where: Where, model: str, watch: str, usage: Any) -> None:
+    """One billed Gemini response (a gemini Usage): its tokens by kind."""
+    mode = "batch" if usage.batch else "interactive"
+    pipe = where.r.pipeline(transaction=False)
+    _count(pipe, where.prefix, GEMINI_REQUESTS, [model, watch, mode], int(usage.requests))
+    for kind in ("prompt", "output", "thinking"):
+        _count(pipe, where.prefix, GEMINI_TOKENS, [model, watch, kind, mode],
+               int(getattr(usage, f"{kind}_tokens")))
+    pipe.execute()
+
+
+@_guarded
 def limiter_waited(where: Where, limiter: str, seconds: float) -> None:
     """A request took its rate-limiter slot after ``seconds`` (not counted below 1 ms)."""
     if seconds < 0.001:
@@ -277,9 +295,11 @@ class FleetCollector(Collector):
             depth.add_metric([queue, "unacked"], d["unacked"])
         gem = flags.get("gemini", {})
         engine = GaugeMetricFamily("ocrd_engine_blocked", "1 when an engine is stopped for "
-                                   "every worker (reason: key_rejected, daily_quota).",
+                                   "every worker (reason: key_rejected, config_refused, "
+                                   "daily_quota).",
                                    labels=["engine", "reason"])
         engine.add_metric(["gemini", "key_rejected"], 1 if gem.get("disabled") else 0)
+        engine.add_metric(["gemini", "config_refused"], 1 if gem.get("refused") else 0)
         engine.add_metric(["gemini", "daily_quota"], 1 if gem.get("paused") else 0)
         return [docs, depth, engine]
 

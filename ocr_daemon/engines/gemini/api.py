@@ -20,16 +20,16 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from ocr_daemon.config import GeminiConfig
-from ocr_daemon.engines.gemini.exchange import Answer, Variant
+from ocr_daemon.engines.gemini.exchange import Answer, Tokens, Variant
 from ocr_daemon.engines.gemini.media import Media, request_bytes
 from ocr_daemon.errors import (
-    EngineUnavailable,
     KeyRejected,
     OcrDaemonError,
     PageFailed,
     QuotaExhausted,
     RateLimited,
     ServerError,
+    SettingRefused,
 )
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -99,17 +99,25 @@ class GeminiApi:
                 model=self.s.model,
                 contents=[types.Content(role="user",
                                         parts=[*parts, types.Part.from_text(text=prompt)])],
-                config=self._config(variant, max_output_tokens))
-            return _answer(response)
+                config=self.config(variant, max_output_tokens))
+            return answer_of(response)
         except OcrDaemonError:
             raise
         except Exception as exc:  # the adapter boundary: the SDK's errors become ours
-            raise self._ours(exc) from None
+            raise self.ours(exc) from None
         finally:
             for name in uploaded:
                 self._delete(name)
 
-    def _config(self, variant: Variant, max_output_tokens: int) -> types.GenerateContentConfig:
+    def model_info(self) -> types.Model:
+        """models.get of the configured model: its token limits (and whether key and model
+        are accepted: the errors are those of a request)."""
+        try:
+            return self.client.models.get(model=self.s.model)
+        except Exception as exc:  # the adapter boundary: the SDK's errors become ours
+            raise self.ours(exc) from None
+
+    def config(self, variant: Variant, max_output_tokens: int) -> types.GenerateContentConfig:
         safety = ([types.SafetySetting(category=c, threshold=types.HarmBlockThreshold.BLOCK_NONE)
                    for c in SAFETY_CATEGORIES] if variant.relaxed else None)
         return types.GenerateContentConfig(
@@ -117,9 +125,15 @@ class GeminiApi:
             seed=variant.seed,
             candidate_count=1,
             max_output_tokens=max_output_tokens,
-            thinking_config=types.ThinkingConfig(thinking_budget=self.s.thinking_budget),
+            thinking_config=self._thinking(),
             safety_settings=safety,
         )
+
+    def _thinking(self) -> types.ThinkingConfig:
+        budget, level = self.s.thinking()
+        if level is not None:
+            return types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
+        return types.ThinkingConfig(thinking_budget=budget)
 
     def _upload(self, media: Media, uploaded: list[str]) -> types.Part:
         """The File API: resumable upload, then wait while the file is PROCESSING."""
@@ -145,7 +159,7 @@ class GeminiApi:
         except Exception:  # best effort: uploads expire by themselves after 48 hours
             return
 
-    def _ours(self, exc: Exception) -> OcrDaemonError:
+    def ours(self, exc: Exception) -> OcrDaemonError:
         if isinstance(exc, genai_errors.APIError):
             return self._api_error(exc)
         if TRANSPORT_ERRORS and isinstance(exc, TRANSPORT_ERRORS):
@@ -176,10 +190,11 @@ class GeminiApi:
             reason = " ".join([str(code), *sorted(reasons)]) if reasons else f"{code} {status}"
             return KeyRejected(f"Gemini refused the API key ({what}); check the API key",
                                reason=reason)
-        if code == 404:
-            return EngineUnavailable(f"Gemini model {self.s.model!r} not found ({what})",
-                                     hint="Check engines.gemini.model (or the watch's "
-                                          "engine_options.model).")
+        refused = self._refused(code, status, what)
+        if refused is not None:
+            return refused
+        if code == 404:  # a File API upload gone: upload it again
+            return ServerError(f"Gemini: not found ({what})")
         if code == 408 or code >= 500:
             return ServerError(f"Gemini server error ({what})")
         if code in (400, 413):
@@ -189,13 +204,44 @@ class GeminiApi:
         return ServerError(f"Gemini error ({what})")
 
 
+    def _refused(self, code: int, status: str, what: str) -> SettingRefused | None:
+        """A configuration the API refuses for every request: the model (not found, retired,
+        cannot read our media) or its thinking setting. Recognised from code and message."""
+        text = what.lower()
+        if code == 404 and "model" in text:
+            return SettingRefused(f"Gemini model {self.s.model!r} is not found or retired "
+                                  f"({what})", key="engines.gemini.model",
+                                  reason="model_not_found")
+        if code != 400 or status not in ("INVALID_ARGUMENT", ""):
+            return None
+        if "thinking" in text or "budget" in text:
+            key = ("engines.gemini.thinking_budget" if self.s.thinking_budget is not None
+                   else "engines.gemini.thinking_level")
+            budget, level = self.s.thinking()
+            said = f"thinking_level {level!r}" if level else f"thinking_budget {budget}"
+            return SettingRefused(f"Gemini model {self.s.model!r} refuses {said} ({what})",
+                                  key=key, reason="thinking_refused")
+        if "mime type" in text or "media" in text or "modality" in text:
+            return SettingRefused(f"Gemini model {self.s.model!r} does not read the media "
+                                  f"ocr-daemon sends, PDF or images ({what})",
+                                  key="engines.gemini.model", reason="media_refused")
+        return None
+
+
 def _name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-def _answer(response: types.GenerateContentResponse) -> Answer:
-    usage = response.usage_metadata
-    tokens = usage.prompt_token_count if usage else None
+def tokens_of(usage: types.GenerateContentResponseUsageMetadata | None) -> Tokens:
+    if usage is None:
+        return Tokens()
+    prompt, output = usage.prompt_token_count or 0, usage.candidates_token_count or 0
+    thinking = usage.thoughts_token_count or 0
+    return Tokens(prompt, output, thinking, usage.total_token_count or prompt + output + thinking)
+
+
+def answer_of(response: types.GenerateContentResponse) -> Answer:
+    tokens = tokens_of(response.usage_metadata)
     if not response.candidates:
         feedback = response.prompt_feedback
         reason = _name(feedback.block_reason) if feedback else ""

@@ -20,6 +20,7 @@ gemini_send (retry policy), gemini_api (the SDK boundary).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +36,13 @@ from ocr_daemon.engines.base import (
     settings_for,
 )
 from ocr_daemon.engines.gemini import prompt as gemini_prompt
+from ocr_daemon.engines.gemini.batch import Batches
+from ocr_daemon.engines.gemini.batched import BatchMode
 from ocr_daemon.engines.gemini.exchange import Answer, Variant
-from ocr_daemon.engines.gemini.guard import KEY_HINT, Guard, fingerprint
+from ocr_daemon.engines.gemini.guard import KEY_HINT, Guard, fingerprint, settings_fingerprint
 from ocr_daemon.engines.gemini.media import Media, estimate_tokens, media_for
 from ocr_daemon.engines.gemini.send import Budget, Sender
+from ocr_daemon.engines.gemini.usage import Usage
 from ocr_daemon.engines.ratelimit import RateLimiter
 from ocr_daemon.errors import EngineUnavailable, PageFailed
 
@@ -56,25 +60,45 @@ def variant(attempt: int) -> Variant:
 class GeminiEngine:
     name = "gemini"
 
-    def __init__(self, settings: GeminiConfig, sender: Sender) -> None:
+    def __init__(self, settings: GeminiConfig, sender: Sender,
+                 batch: BatchMode | None = None) -> None:
         self.s = settings
         self.sender = sender
+        self.batch = batch
+        self._local = threading.local()  # a threads pool shares one engine between tasks
         self.log = log.get("ocr_daemon.engines.gemini.engine", model=settings.model)
+
+    @property
+    def _used(self) -> Usage:
+        """The usage of the extraction running in this thread."""
+        used: Usage = self._local.used
+        return used
 
     def extract(self, request: PageRequest) -> Extraction:
         budget = Budget(self.s.max_wait)
         warnings: list[str] = []
-        texts = self._together(request, budget) if len(request.pages) > 1 else None
+        self._local.used = Usage(self.s.model).priced(self.s)
+        texts, by_page = None, False
+        if self.batch is not None and self.batch.wants(request):
+            outcome = self.batch.run(request, self._used)
+            texts, by_page = outcome.texts, outcome.by_page
+        if texts is None and not by_page and len(request.pages) > 1:
+            texts = self._together(request, budget)
         if texts is None:
             texts = [self._alone(request, page, budget, warnings) for page in request.pages]
         return Extraction([PageText(p.number, t, self.name)
-                           for p, t in zip(request.pages, texts, strict=True)], warnings)
+                           for p, t in zip(request.pages, texts, strict=True)], warnings,
+                          usage=self._used.to_dict())
 
     def _ask(self, media: Sequence[Media], pages: int, attempt: int, budget: Budget) -> Answer:
         prompt = gemini_prompt.build(pages, self.s.prompt, attempt)
         tokens = estimate_tokens(media, prompt, self.s.tokens_per_page)
-        return self.sender.send(media, prompt, variant(attempt), tokens, budget,
-                                self.s.max_output_tokens)
+        answer = self.sender.send(media, prompt, variant(attempt), tokens, budget,
+                                  self.s.max_output_tokens)
+        t = answer.tokens
+        self._used.add(Usage(self.s.model, False, 1, t.prompt, t.output, t.thinking,
+                             t.total).priced(self.s))
+        return answer
 
     def _together(self, request: PageRequest, budget: Budget) -> list[str] | None:
         """All pages in one request; None when they must go one by one."""
@@ -143,7 +167,8 @@ def create(ctx: EngineContext) -> Engine:
                                 "are shared by every worker)")
     key = api_key(settings)
     guard = Guard(ctx.redis, ctx.prefix, fingerprint(key), settings.model,
-                  probe_ttl=settings.timeout + settings.max_wait + 30, clock=ctx.clock)
+                  probe_ttl=settings.timeout + settings.max_wait + 30, clock=ctx.clock,
+                  settings=settings_fingerprint(settings))
     limiter = RateLimiter.per_minute(
         ctx.redis, ctx.prefix, f"gemini/{settings.model}",
         requests_per_minute=settings.requests_per_minute,
@@ -152,4 +177,13 @@ def create(ctx: EngineContext) -> Engine:
         GeminiApi,  # the SDK, imported only where the engine is built
     )
 
-    return GeminiEngine(settings, Sender(GeminiApi(key, settings), guard, limiter, settings))
+    api = GeminiApi(key, settings)
+    sender = Sender(api, guard, limiter, settings, ctx.watch.name)
+    batch = None
+    if settings.mode != "interactive":
+        from ocr_daemon.engines.gemini.batch_api import BatchApi
+
+        batches = Batches(ctx.redis, ctx.prefix, settings, settings_fingerprint(settings),
+                          lambda: BatchApi(api))
+        batch = BatchMode(settings, batches, lambda: BatchApi(api), sender, ctx.watch.name)
+    return GeminiEngine(settings, sender, batch)

@@ -16,7 +16,17 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Tokens:
+    """A response's usageMetadata: what it billed."""
+
+    prompt: int = 0
+    output: int = 0  # candidatesTokenCount: the answer
+    thinking: int = 0  # thoughtsTokenCount: billed as output
+    total: int = 0
+
+
+@dataclass(frozen=True)
 class Answer:
     text: str
     finish: str  # STOP, MAX_TOKENS, RECITATION, SAFETY, ... or BLOCKED_<reason>
-    prompt_tokens: int | None = None
+    tokens: Tokens = Tokens()

@@ -10,6 +10,13 @@ Keys (under the configured prefix; a key is named by a hash of the API key, neve
   under this lock, so a bad key costs one request, not one per worker.
 - ``gemini:paused:<model>``: the model's daily quota is spent; no worker sends until it
   expires.
+- ``gemini:refused:<settings>``: the API refused the configuration itself (model not found
+  or retired, a thinking setting the model does not take): no worker sends with these
+  settings (named by a hash of model and thinking settings, so a changed configuration is
+  tried at once); kept ``DISABLED_FOR`` seconds, then one request checks again.
+
+Verified and probe flags are per key *and* settings: a new model, like a new key, is tried by
+one request while the others wait, so a refused configuration costs one request.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ import redis
 
 from ocr_daemon import redis_conn
 from ocr_daemon.clock import Clock, SystemClock, iso
+from ocr_daemon.config import GeminiConfig
 from ocr_daemon.errors import (
     EnginePaused,
     EngineUnavailable,
     KeyRejected,
+    ServiceUnavailable,
+    SettingRefused,
     TransientEngineError,
 )
 
@@ -49,6 +59,13 @@ def fingerprint(api_key: str) -> str:
     return hashlib.sha256(b"ocr-daemon gemini key\0" + api_key.encode()).hexdigest()[:16]
 
 
+def settings_fingerprint(settings: GeminiConfig) -> str:
+    """A short name for what the API may refuse in a configuration: model and thinking."""
+    budget, level = settings.thinking()
+    raw = json.dumps([settings.model, budget, level])
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
 def seconds_to_daily_reset(now: float) -> float:
     """Seconds until midnight Pacific time, when Gemini's per-day quotas reset."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -64,7 +81,8 @@ def seconds_to_daily_reset(now: float) -> float:
 
 class Guard:
     def __init__(self, client: redis.Redis, prefix: str, key_fingerprint: str, model: str, *,
-                 probe_ttl: float, sleep: Callable[[float], None] = time.sleep,
+                 probe_ttl: float, settings: str = "-",
+                 sleep: Callable[[float], None] = time.sleep,
                  clock: Clock | None = None) -> None:
         self.r = client
         # Wall-clock times shared through Redis (pauses, disabled keys) come from the clock;
@@ -73,22 +91,29 @@ class Guard:
         self.prefix = prefix
         self.fp = key_fingerprint
         self.model = model
+        self.settings = settings
         self.disabled_key = f"{prefix}gemini:disabled:{key_fingerprint}"
-        self.verified_key = f"{prefix}gemini:verified:{key_fingerprint}"
-        self.probe_key = f"{prefix}gemini:probe:{key_fingerprint}"
+        self.verified_key = f"{prefix}gemini:verified:{key_fingerprint}:{settings}"
+        self.probe_key = f"{prefix}gemini:probe:{key_fingerprint}:{settings}"
         self.paused_key = f"{prefix}gemini:paused:{model}"
+        self.refused_key = f"{prefix}gemini:refused:{settings}"
         self.probe_ttl_ms = int(probe_ttl * 1000)
         self.sleep = sleep
         self._release = client.register_script(_RELEASE)
 
     def _state(self) -> bool:
         """Raise when the key is disabled or the model paused; else whether it is verified."""
-        disabled, paused, verified = self.r.mget(self.disabled_key, self.paused_key,
-                                                 self.verified_key)
+        disabled, refused, paused, verified = self.r.mget(
+            self.disabled_key, self.refused_key, self.paused_key, self.verified_key)
         if disabled:
             reason = json.loads(disabled).get("reason", "rejected")
             raise EngineUnavailable(f"the Gemini engine is disabled: the API key was rejected "
                                     f"({reason}); check the API key", hint=KEY_HINT)
+        if refused:
+            info = json.loads(refused)
+            raise SettingRefused(f"the Gemini engine is disabled for this configuration: "
+                                 f"{info['message']}; fix {info['key']}",
+                                 key=info["key"], reason=info["reason"])
         if paused:
             info = json.loads(paused)
             left = max(1.0, float(info["until_ts"]) - self.clock.time())
@@ -97,6 +122,14 @@ class Guard:
                 f"({info.get('quota_id')}); every worker is paused until {info['until']}",
                 retry_after=left)
         return bool(verified)
+
+    def check(self) -> None:
+        """Raise when the key is disabled, the configuration refused or the model paused."""
+        try:
+            self._state()
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"cannot read the Gemini engine state in Redis: {exc}"
+                                     ) from exc
 
     @contextlib.contextmanager
     def sending(self, max_wait: float) -> Iterator[float]:
@@ -130,6 +163,12 @@ class Guard:
             "reason": reason, "since": iso(self.clock.time()), "key": self.fp}),
             ex=DISABLED_FOR)
 
+    def refuse(self, exc: SettingRefused) -> None:
+        self.r.delete(self.verified_key)
+        self.r.set(self.refused_key, json.dumps({
+            "model": self.model, "key": exc.key, "reason": exc.reason, "message": exc.message,
+            "since": iso(time.time()), "settings": self.settings}), ex=DISABLED_FOR)
+
     def pause(self, seconds: float, quota_id: str | None) -> dict[str, Any]:
         now = self.clock.time()
         info = {"model": self.model, "quota_id": quota_id, "since": iso(now),
@@ -139,8 +178,9 @@ class Guard:
 
 
 def status(client: redis.Redis, prefix: str) -> dict[str, list[dict[str, Any]]]:
-    """The engine-wide states for `ocr-daemon status`: disabled keys and paused models."""
-    out: dict[str, list[dict[str, Any]]] = {"disabled": [], "paused": []}
+    """The engine-wide states for `ocr-daemon status`: disabled keys, refused settings,
+    paused models."""
+    out: dict[str, list[dict[str, Any]]] = {"disabled": [], "refused": [], "paused": []}
     for kind in out:
         for name in client.scan_iter(f"{prefix}gemini:{kind}:*", count=100):
             raw = client.get(name)
@@ -150,8 +190,9 @@ def status(client: redis.Redis, prefix: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def clear(client: redis.Redis, prefix: str) -> int:
-    """Forget disabled keys and pauses (after fixing the key or buying quota)."""
-    names = [n for kind in ("disabled", "paused", "verified")
+    """Forget disabled keys, refused settings and pauses (after fixing the key or buying
+    quota)."""
+    names = [n for kind in ("disabled", "refused", "paused", "verified")
              for n in client.scan_iter(f"{prefix}gemini:{kind}:*", count=100)]
     return int(client.delete(*names)) if names else 0
 

@@ -20,12 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import redis
+
 from ocr_daemon import log
 from ocr_daemon.backoff import backoff
 from ocr_daemon.config import GeminiConfig
-from ocr_daemon.engines.gemini.exchange import Answer, Variant
+from ocr_daemon.engines.gemini import usage as gemini_usage
+from ocr_daemon.engines.gemini.exchange import Answer, Tokens, Variant
 from ocr_daemon.engines.gemini.guard import Guard, seconds_to_daily_reset
 from ocr_daemon.engines.gemini.media import Media
+from ocr_daemon.engines.gemini.usage import Usage
 from ocr_daemon.engines.ratelimit import RateLimiter
 from ocr_daemon.errors import (
     EnginePaused,
@@ -33,6 +37,7 @@ from ocr_daemon.errors import (
     QuotaExhausted,
     RateLimited,
     ServerError,
+    SettingRefused,
     TransientEngineError,
 )
 from ocr_daemon.service import metrics
@@ -58,11 +63,12 @@ class Budget:
 
 class Sender:
     def __init__(self, api: GeminiApi, guard: Guard, limiter: RateLimiter,
-                 settings: GeminiConfig) -> None:
+                 settings: GeminiConfig, watch: str = "") -> None:
         self.api = api
         self.guard = guard
         self.limiter = limiter
         self.s = settings
+        self.watch = watch
         self.log = log.get("ocr_daemon.engines.gemini.engine", model=settings.model)
 
     def send(self, media: Sequence[Media], prompt: str, variant: Variant, tokens: int,
@@ -71,7 +77,7 @@ class Sender:
         while True:
             attempt += 1
             try:
-                return self._once(media, prompt, variant, tokens, budget, max_output_tokens)
+                answer = self._once(media, prompt, variant, tokens, budget, max_output_tokens)
             except QuotaExhausted as exc:
                 raise self._pause(exc) from None
             except TransientEngineError as exc:
@@ -81,6 +87,20 @@ class Sender:
                 self.log.info("gemini_retry", attempt=attempt, delay=round(delay, 2),
                               error=exc.message)
                 budget.sleep(delay)
+                continue
+            self.account(answer.tokens)
+            return answer
+
+    def account(self, tokens: Tokens, batch: bool = False) -> Usage:
+        """A billed response: its tokens into the metrics and today's totals in Redis."""
+        used = Usage(self.s.model, batch, 1, tokens.prompt, tokens.output, tokens.thinking,
+                     tokens.total).priced(self.s)
+        metrics.gemini_tokens(self.guard, self.s.model, self.watch, used)
+        try:
+            gemini_usage.record_day(self.guard.r, self.guard.prefix, used)
+        except redis.RedisError as exc:  # an estimate lost; never the page
+            self.log.warning("gemini_usage_not_recorded", error=str(exc))
+        return used
 
     def _once(self, media: Sequence[Media], prompt: str, variant: Variant, tokens: int,
               budget: Budget, max_output_tokens: int) -> Answer:
@@ -95,6 +115,11 @@ class Sender:
                 self.guard.disable(exc.reason)
                 self.log.error("gemini_key_rejected", reason=exc.reason, error=exc.message,
                                hint=exc.hint)
+                raise
+            except SettingRefused as exc:
+                self.guard.refuse(exc)
+                self.log.error("gemini_setting_refused", key=exc.key, reason=exc.reason,
+                               error=exc.message, hint=exc.hint)
                 raise
             except (RateLimited, QuotaExhausted) as exc:
                 self.guard.verified()  # quotas are checked after the key: it is good
