@@ -1,16 +1,12 @@
-"""Configuration: YAML file plus environment overrides, validated with key paths in every error."""
+"""The configuration's sections (redis, workers, watches, api, ...) and Config itself."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -20,45 +16,22 @@ from pydantic import (
 )
 
 from ocr_daemon import passwords
+from ocr_daemon.config.base import (
+    BUILTIN_ENGINES,
+    DEFAULT_PATTERNS,
+    ENGINE_OPTIONS,
+    OutputName,
+    PositiveFloat,
+    PositiveInt,
+    _folder_problem,
+    _Model,
+)
+from ocr_daemon.config.engines import (
+    EnginesConfig,
+    GeminiConfig,
+)
 from ocr_daemon.delivery.names import QUEUES, QueueName
 from ocr_daemon.engines import plugins
-from ocr_daemon.errors import ConfigError
-
-CONFIG_ENV = "OCR_DAEMON_CONFIG"
-OVERRIDE_PREFIX = "OCR_DAEMON__"
-BUILTIN_ENGINES = ("auto", "pdftext", "tesseract", "gemini")  # plus engines.plugins' engines
-OutputName = Literal["text", "json", "pdf"]
-DEFAULT_PATTERNS = ["*.pdf", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
-PositiveFloat = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-
-
-# The watch keys an engine's settings may take from engine_options (each is a field of at
-# least one engine settings model below: tests/test_one_source.py pins it).
-ENGINE_OPTIONS = frozenset({"model", "prompt", "languages", "dpi", "psm", "timeout",
-                            "max_output_tokens", "mode", "thinking_level", "thinking_budget"})
-
-
-def _folder_problem(path: Path, *, writable: bool) -> str | None:
-    """Why ``path`` is not, and cannot become, a folder (None when it can). Nothing is
-    created: validating a configuration has no side effects (``record.layout.create_folders``
-    is the explicit step of the commands that need the folders)."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        reason = "File exists" if probe == path else "Not a directory"
-        return f"not a directory and cannot be created ({reason})"
-    if probe != path and not os.access(probe, os.W_OK | os.X_OK):
-        return "not a directory and cannot be created (Permission denied)"
-    if probe == path and writable and not os.access(path, os.W_OK | os.X_OK):
-        return "directory is not writable by this user"
-    return None
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
 
 SENTINEL_URL = re.compile(r"^sentinel://[^;/]+(;sentinel://[^;/]+)*(/\d+)?$")
 
@@ -110,115 +83,6 @@ class WorkersConfig(_Model):
         if self.time_limit <= self.soft_time_limit:
             raise ValueError("time_limit must be greater than soft_time_limit")
         return self
-
-
-ThinkingLevel = Literal["minimal", "low", "medium", "high"]
-# The default model: Gemini 3.1 Flash-Lite, stable and the cheapest current Gemini that reads
-# PDFs and images (gemini-2.5-flash, the old default, is retired on 2026-12-01).
-DEFAULT_GEMINI_MODEL = "gemini-3.1-flash-lite"
-
-
-def gemini_generation(model: str) -> int | None:
-    """The major version of a Gemini model id (2 for gemini-2.5-flash), None if not named so."""
-    match = re.match(r"^(?:models/)?gemini-(\d+)(?:[.-]|$)", model)
-    return int(match.group(1)) if match else None
-
-
-def thinking_levels(model: str) -> frozenset[str] | None:
-    """The thinking levels a model takes: none before Gemini 3, no `minimal` for a Pro model;
-    None when the id names no known family (a proxy's alias): the server decides."""
-    generation = gemini_generation(model)
-    if generation is None:
-        return None
-    if generation < 3:
-        return frozenset()
-    if "-pro" in model:
-        return frozenset({"low", "medium", "high"})
-    return frozenset({"minimal", "low", "medium", "high"})
-
-
-class GeminiConfig(_Model):
-    model: str = DEFAULT_GEMINI_MODEL
-    api_key_env: str = "GEMINI_API_KEY"
-    api_key_file: Path | None = None
-    base_url: str | None = None
-    timeout: PositiveFloat = 120.0
-    max_output_tokens: PositiveInt = 16384
-    # Gemini 2.5 takes a thinking budget in tokens, Gemini 3 a thinking level; set one at
-    # most. Neither: 0 for a 2.x model, `minimal` (or `low` for a Pro) for a 3.x model.
-    thinking_budget: Annotated[int, Field(ge=-1)] | None = None
-    thinking_level: ThinkingLevel | None = None
-    requests_per_minute: PositiveInt = 60
-    tokens_per_minute: PositiveInt = 1_000_000
-    prompt: str | None = None
-    rate_window: PositiveInt = 60  # seconds the limiter measures over (quotas scaled to it)
-    tokens_per_page: PositiveInt = 258  # input tokens counted per PDF page or image tile
-    inline_max_bytes: PositiveInt = 20_000_000  # larger requests use the File API
-    max_attempts: PositiveInt = 4  # per request (429, 5xx, timeouts) before a task retry
-    retry_backoff: PositiveFloat = 1.0  # first in-process retry after about this long
-    max_wait: PositiveFloat = 60.0  # most seconds a chunk waits in-process, all waits added
-    refusal_retries: Annotated[int, Field(ge=0, le=5)] = 2  # RECITATION/SAFETY/MAX_TOKENS
-    quota_pause: PositiveFloat | None = None  # daily quota spent: null = until it resets
-    # Cost estimates (result JSON, status): list prices per million tokens, thinking billed
-    # as output; null: tokens are counted, no cost is estimated. The Batch API bills
-    # batch_discount of them.
-    price_per_million_input: Annotated[float, Field(ge=0)] | None = None
-    price_per_million_output: Annotated[float, Field(ge=0)] | None = None
-    batch_discount: Annotated[float, Field(gt=0, le=1)] = 0.5
-    # The Batch API (half price, results within 24 h): interactive sends every chunk at once;
-    # batch collects chunks into batch jobs; auto uses batch while more than
-    # batch_threshold_pages pages wait for Gemini (a backlog), interactive otherwise.
-    mode: Literal["interactive", "batch", "auto"] = "interactive"
-    batch_threshold_pages: PositiveInt = 200
-    batch_collect_seconds: Annotated[float, Field(ge=0)] = 30.0  # staged chunks wait this
-    # long for others before a job is sent (or until batch_max_requests are staged)
-    batch_max_requests: PositiveInt = 500  # chunk requests per job
-    batch_inline_max_bytes: PositiveInt = 20_000_000  # larger jobs go as a JSONL file
-    batch_poll_interval: PositiveFloat = 30.0  # first seconds between polls of a job ...
-    batch_poll_max: PositiveFloat = 600.0  # ... growing with its age up to this
-    batch_fallback: Literal["interactive", "fail"] = "interactive"  # a job failed/expired
-
-    @model_validator(mode="after")
-    def _thinking(self) -> GeminiConfig:
-        if self.thinking_budget is not None and self.thinking_level is not None:
-            raise ValueError("thinking_level: set thinking_level (Gemini 3) or thinking_budget "
-                             "(Gemini 2.5), not both")
-        levels = thinking_levels(self.model)
-        if self.thinking_level is not None and levels is not None \
-                and self.thinking_level not in levels:
-            takes = (f"takes {sorted(levels)}" if levels
-                     else "takes thinking_budget, not a thinking level")
-            raise ValueError(f"thinking_level: {self.thinking_level!r} is not a level model "
-                             f"{self.model} takes (it {takes})")
-        return self
-
-    def thinking(self) -> tuple[int | None, str | None]:
-        """(budget, level) to send: the configured one, else the model family's cheapest."""
-        if self.thinking_budget is not None or self.thinking_level is not None:
-            return self.thinking_budget, self.thinking_level
-        levels = thinking_levels(self.model)
-        if levels is None or not levels:
-            return 0, None
-        return None, "minimal" if "minimal" in levels else "low"
-
-
-class TesseractConfig(_Model):
-    languages: str = "eng"
-    dpi: Annotated[int, Field(ge=50, le=1200)] = 300
-    timeout: PositiveFloat = 180.0
-    psm: Literal[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13] = 3  # tesseract --psm (page layout)
-    binary: str = "tesseract"  # the program: a name on PATH or a path
-
-
-class PdftextConfig(_Model):
-    min_chars: PositiveInt = 1  # a page with fewer non-space characters has no text layer
-
-
-class EnginesConfig(_Model):
-    gemini: GeminiConfig = GeminiConfig()
-    tesseract: TesseractConfig = TesseractConfig()
-    pdftext: PdftextConfig = PdftextConfig()
-    plugins: list[str] = []  # modules with ENGINES = {name: factory}: more engine names
 
 
 class MetricsConfig(_Model):
@@ -453,111 +317,3 @@ class Config(_Model):
         raise KeyError(name)
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        loc = _format_loc(tuple(err["loc"]))
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        field = re.match(r"^([a-z_]+): (.*)$", msg, re.DOTALL)
-        if msg.startswith("watches[") and ": " in msg:  # already carries its own key path
-            lines.append(msg)
-        elif loc and field:  # a model's check naming its own key: the full path to it
-            lines.append(f"{loc}.{field.group(1)}: {field.group(2)}")
-        else:
-            lines.append(f"{loc}: {msg}" if loc else msg)
-    return lines
-
-
-def _set_path(data: dict[str, Any], keys: list[str], value: Any, var: str) -> None:
-    node: Any = data
-    for i, key in enumerate(keys):
-        last = i == len(keys) - 1
-        if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                raise ConfigError([f"{var}: no list item {key} to override"])
-            idx = int(key)
-            if last:
-                node[idx] = value
-            else:
-                node = node[idx]
-        else:
-            if last:
-                node[key] = value
-            else:
-                node = node.setdefault(key, {})
-
-
-def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    """``OCR_DAEMON__REDIS__URL=redis://x`` sets redis.url; ``__0__`` indexes a list."""
-    for var in sorted(environ):
-        if not var.startswith(OVERRIDE_PREFIX):
-            continue
-        keys = [k.lower() for k in var[len(OVERRIDE_PREFIX):].split("__") if k]
-        if keys:
-            _set_path(data, keys, yaml.safe_load(environ[var]), var)
-    return data
-
-
-def parse(data: Any, base_dir: Path, source: Path | None = None) -> Config:
-    if not isinstance(data, dict):
-        raise ConfigError(["(top level): must be a mapping of keys"])
-    try:
-        cfg = Config.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
-    cfg._source = source
-    return cfg
-
-
-def load(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Load, override from the environment, and validate the configuration."""
-    env = dict(os.environ if environ is None else environ)
-    chosen = path or env.get(CONFIG_ENV)
-    if not chosen:
-        raise ConfigError([f"no configuration: pass --config FILE or set ${CONFIG_ENV}"])
-    file = Path(chosen).expanduser().resolve()
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}: not valid YAML ({exc})"]) from None
-    if isinstance(raw, dict):
-        raw = apply_env_overrides(raw, env)
-    return parse(raw, file.parent, file)
-
-
-def mask_url(url: str) -> str:
-    """Hide the password in a URL such as redis://:secret@host:6379/0."""
-    return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1***@", url)
-
-
-def redacted(cfg: Config) -> dict[str, Any]:
-    """The resolved configuration as plain data, with secrets masked (for `config check`)."""
-    data = cfg.model_dump(mode="json")
-    data["redis"]["url"] = mask_url(data["redis"]["url"])
-    for secret in ("password", "sentinel_password"):
-        data["redis"][secret] = "***" if data["redis"].get(secret) else None
-    gem = data["engines"]["gemini"]
-    if gem.get("base_url"):
-        gem["base_url"] = mask_url(gem["base_url"])
-    key_present = bool(os.environ.get(cfg.engines.gemini.api_key_env)
-                       or cfg.engines.gemini.api_key_file)
-    gem["api_key"] = "***" if key_present else "(not set)"
-    api = data["api"]
-    api["tokens"] = ["***"] * len(api["tokens"])
-    for watch in data["watches"]:
-        hook = watch.get("webhook")
-        if hook:
-            hook["url"] = re.sub(r"\?.*", "?***", mask_url(hook["url"]))  # tokens in query
-            hook["secret"] = "***" if hook.get("secret") else None
-    return data
