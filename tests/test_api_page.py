@@ -84,7 +84,9 @@ def test_upload_through_the_page_reaches_100_and_shows_its_text(
     scan = tmp_path / "receipt-scan.png"
     drawn_page("Receipt 0815\nTwo coffees, one croissant\nTotal 9.40").save(scan, dpi=(150, 150))
     broken = tmp_path / "damaged.pdf"
-    broken.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n")
+    # ends as a PDF must (else it would be truncated_document), but cannot be read
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n"
+                       b"<< /Root 1 0 R >>\nstartxref\n9\n%%EOF\n")
     chooser = browser.find_element(By.ID, "file")
     chooser.send_keys("\n".join(str(p) for p in (report, scan, broken)))
 
