@@ -136,16 +136,16 @@ def test_config_check_online_says_key_and_model_work_with_their_token_limits(
     assert KEY not in done.stdout + done.stderr
 
 
-def test_config_check_online_reports_a_wrong_model_or_key_and_exits_5(
+def test_config_check_online_reports_a_wrong_model_or_key_and_exits_8(
         tmp_path: Path, fake: FakeGemini) -> None:
     done = config_check(tmp_path, fake, KEY, model="gemini-9-flash")
-    assert done.returncode == 5
+    assert done.returncode == 8
     assert "gemini: API key ok" in done.stdout
     assert "gemini: model gemini-9-flash not found" in done.stdout
     assert "engines.gemini.model" in done.stdout
     fake.valid_keys = {"the-good-key"}
     done = config_check(tmp_path, fake, KEY)
-    assert done.returncode == 5 and "gemini: API key rejected" in done.stdout
+    assert done.returncode == 8 and "gemini: API key rejected" in done.stdout
     done = config_check(tmp_path, fake, None)
-    assert done.returncode == 5 and "gemini: API key not set" in done.stdout
+    assert done.returncode == 8 and "gemini: API key not set" in done.stdout
     assert len([c for c in fake.calls if c.kind == "model_get"]) == 2
