@@ -18,7 +18,7 @@ from ocr_daemon.formats import pdf
 from tests.support.engines import use_sleeping
 from tests.support.pdfs import make_text_pdf, page_text
 
-from .conftest import Env, Proc, RedisServer, children, read_json, wait_for
+from .conftest import Env, Proc, RedisServer, alive, children, read_json, wait_for
 
 DOCS = 100
 SETTINGS = {
@@ -111,6 +111,10 @@ def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
         pool = wait_for(lambda: children(workers[0].pid), 60, what="a pool process")
         wait_for(lambda: "received" in workers[0].output(), 60, what="the worker taking work")
         os.kill(pool[0], signal.SIGKILL)  # one pool process, likely mid-task
+        # ... which its worker replaces (billiard logs the death only when the process held
+        # a task, so the evidence is the new pool process, not a log line)
+        wait_for(lambda: not alive(pool[0]) and set(children(workers[0].pid)) - set(pool), 60,
+                 what="the killed pool process replaced")
         wait_for(lambda: done() >= 25, 120, what="a quarter done")
         before("threads worker", workers[1])
         redis.stop()  # SIGKILL: it comes back from its append-only file
@@ -160,8 +164,7 @@ def test_chaos_nothing_lost_duplicated_or_stuck(make_env: Callable[..., Env],
     for fault in ("prefork worker", "threads worker", "whole daemon"):
         again = held[fault] & received_since(env, marks[fault])
         assert again, f"{fault}: none of its {len(held[fault])} held messages ran again"
-    # ... the pool process died under its worker, which replaced it ...
-    assert "exited with 'signal 9 (SIGKILL)'" in survivor_log
+    # (the pool process died under its worker, which replaced it: checked where it happened)
     # ... and the surviving worker lost its broker while Redis was away.
     assert "Connection to broker lost" in survivor_log[marks["threads worker"][
         env.procs.index(workers[0])]:]
