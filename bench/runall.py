@@ -25,6 +25,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("searchable_pdf.py", ["--rounds", "2"], ["--rounds", "1", "--quick", "--pages", "200"]),
     ("fidelity.py", [], ["--quick"]),  # needs ../shared/corpus beside the repository
     ("gemini_cost.py", ["--pages", "500"], ["--pages", "100"]),
+    ("capacity.py", [], ["--text-pages", "200", "--scan-pages", "2"]),
 ]
 
 
