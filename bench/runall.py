@@ -26,6 +26,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("fidelity.py", [], ["--quick"]),  # needs ../shared/corpus beside the repository
     ("gemini_cost.py", ["--pages", "500"], ["--pages", "100"]),
     ("capacity.py", [], ["--text-pages", "200", "--scan-pages", "2"]),
+    ("hosts.py", [], ["--documents", "120"]),
 ]
 
 

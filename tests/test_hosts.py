@@ -5,83 +5,28 @@ back: nothing is lost, nothing is done twice, nothing is stuck."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.engines import use_sleeping
+from tests.support.hosts import Host, drop, make_hosts
 from tests.support.pdfs import make_text_pdf, page_text
 
-from .conftest import PYTHON, Env, Proc, RedisServer, read_json, wait_for
+from .conftest import RedisServer, read_json, wait_for
 
 HOSTS = 3
 DOCUMENTS = 200
 SKEW = "+3s"  # the third host's clock (libfaketime)
 
 
-def _host_command(env: Env, name: str, skew: str | None) -> list[str]:
-    """One host: its own UTS namespace and hostname, a watcher and a worker inside. With
-    ``skew`` the watcher's wall clock runs ahead (libfaketime; monotonic time stays true):
-    its claims, dispatch notes and reaper judge time by that clock. (Under libfaketime a
-    worker's sleeps hang, which no real host's skew does, so the worker keeps true time.)"""
-    cfg = str(env.config_path)
-    watch = f"{PYTHON} -m ocr_daemon watch --config {cfg}"
-    if skew:
-        watch = f"env FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f {skew} {watch}"
-    inner = (f"hostname {name} && {watch} & "
-             f"{PYTHON} -m ocr_daemon worker --config {cfg} --pool threads --concurrency 4 "
-             f"--name worker@{name} & wait")
-    return ["unshare", "--uts", "--fork", "--", "sh", "-c", inner]
-
-
-class Host:
-    def __init__(self, env: Env, name: str, skew: str | None = None) -> None:
-        self.env, self.name, self.skew = env, name, skew
-        self.proc: Proc | None = None
-        self.lives = 0
-
-    def start(self) -> None:
-        self.lives += 1
-        self.proc = Proc(_host_command(self.env, self.name, self.skew), self.env.env(),
-                         self.env.tmp / f"{self.name}-{self.lives}.log")
-        self.env.procs.append(self.proc)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill_group()  # the whole host at once: watcher, worker, its threads
-
-    def output(self) -> str:
-        return "".join(p.read_text(errors="replace")
-                       for p in sorted(self.env.tmp.glob(f"{self.name}-*.log")))
-
-
 @pytest.fixture
 def hosts(tmp_path: Path, redis_server: RedisServer, key_prefix: str) -> Iterator[list[Host]]:
-    if shutil.which("faketime") is None:
-        pytest.fail("faketime is missing: scripts/setup --test installs it")
-    share = tmp_path / "share"
-    made = []
-    for n in range(1, HOSTS + 1):
-        env = Env(tmp_path / f"host{n}", redis_server.url, key_prefix,
-                  watch={"root": str(share), "polling": True, "poll_interval": 0.3,
-                         "settle_checks": 2, "settle_seconds": 0.3},
-                  stall_timeout=15)
-        use_sleeping(env, latency=0.05)
-        made.append(Host(env, f"host{n}", SKEW if n == HOSTS else None))
+    made = make_hosts(tmp_path, redis_server, key_prefix, HOSTS, SKEW)
     yield made
     for host in made:
         host.env.close()
-
-
-def _drop(inbox: Path, source: Path, name: str) -> None:
-    tmp = inbox / f".upload-{uuid.uuid4().hex}.part"
-    shutil.copyfile(source, tmp)
-    os.rename(tmp, inbox / name)
 
 
 @pytest.mark.slow
@@ -99,7 +44,7 @@ def test_three_hosts_one_killed_mid_run_every_document_ends_exactly_once(
     for n in range(DOCUMENTS):
         pages = [page_text(n * 10 + p) for p in range(1, 3)]
         sources[f"d{n:03d}"] = pages
-        _drop(inbox, make_text_pdf(tmp_path / f"d{n:03d}.pdf", pages), f"d{n:03d}.pdf")
+        drop(inbox, make_text_pdf(tmp_path / f"d{n:03d}.pdf", pages), f"d{n:03d}.pdf")
 
     def ended() -> int:
         return sum(1 for s in sources if (outbox / f"{s}.json").exists())
