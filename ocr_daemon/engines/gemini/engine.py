@@ -184,6 +184,6 @@ def create(ctx: EngineContext) -> Engine:
         from ocr_daemon.engines.gemini.batch_api import BatchApi
 
         batches = Batches(ctx.redis, ctx.prefix, settings, settings_fingerprint(settings),
-                          lambda: BatchApi(api))
+                          lambda: BatchApi(api), clock=ctx.clock.time)
         batch = BatchMode(settings, batches, lambda: BatchApi(api), sender, ctx.watch.name)
     return GeminiEngine(settings, sender, batch)
