@@ -213,6 +213,10 @@ class Env:
         self.write_config(**overrides)
 
     def write_config(self, watch: dict[str, Any] | None = None, **top: Any) -> None:
+        # Test PDFs are text PDFs (quick to make) standing in for pages that cost real work:
+        # unless a test says otherwise, their text pages are planned like OCR pages, in
+        # chunks of chunk_pages, so that the fan-out is what they exercise.
+        watch = {"text_chunk_pages": (watch or {}).get("chunk_pages", 10), **(watch or {})}
         data: dict[str, Any] = {
             "redis": {"url": self.redis_url, "key_prefix": self.prefix},
             "state_dir": str(self.tmp / "state"),

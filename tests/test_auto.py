@@ -110,15 +110,20 @@ def test_ocr_is_gemini_only_when_an_api_key_is_configured(tmp_path: Path) -> Non
     assert gemini_configured(with_file, {})
 
 
-def test_daemon_with_auto_records_the_engine_of_every_page(
+def test_daemon_with_auto_records_the_engine_of_every_page_and_fans_out_only_the_scans(
         make_env: Callable[..., Env], tmp_path: Path) -> None:
-    env = make_env(watch={"engine": "auto"}, engines=ENGINES)
+    # One OCR page a chunk: the two scans fan out; the typed pages, read by the document
+    # task in its text pass, are one chunk of their own.
+    env = make_env(watch={"engine": "auto", "chunk_pages": 1, "chunk_threshold_pages": 1,
+                          "text_chunk_pages": 1000}, engines=ENGINES)
     env.run_daemon()
     env.drop(mixed_pdf(tmp_path))
     result = env.wait_result("mixed", timeout=60)
     assert result["engine"] == "auto"
     assert [(p["number"], p["engine"]) for p in result["pages"]] == [
         (1, "pdftext"), (2, "tesseract"), (3, "pdftext"), (4, "tesseract")]
+    assert [c["pages"] for c in result["chunks"]] == [[1, 3], [2, 2], [4, 4]]
+    assert [p["text_layer"] for p in result["pages"]] == ["ok", "none", "ok", "none"]
     texts = (env.outbox / "mixed.txt").read_text("utf-8").split("\f")
     assert texts[0] == TYPED[1] and texts[2] == TYPED[3]
     assert cer(texts[1], known_text(2)) < 0.03 and cer(texts[3], known_text(4)) < 0.03

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -13,8 +14,12 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from ocr_daemon.formats import pdf
-from ocr_daemon.pipeline.plan import page_ranges, should_chunk
+from ocr_daemon.pipeline.plan import balanced, should_chunk
+from ocr_daemon.pipeline.start import start_document
+from ocr_daemon.record import doc as docrecord
+from ocr_daemon.record.disk import Plan
 from tests.support.engines import use_sleeping
+from tests.support.inprocess import Machine, TextFirstEngine
 from tests.support.pdfs import make_text_pdf, page_text
 
 from .conftest import RESOURCES, Env, Proc, RedisServer, read_json, wait_for
@@ -40,21 +45,76 @@ def test_should_chunk_only_large_pdfs_into_two_or_more_chunks() -> None:
 
     w = WatchConfig(name="w", root=Path("/tmp"), chunk_pages=10, chunk_threshold_pages=10,
                     chunk_threshold_bytes=1000)
-    assert should_chunk(w, "application/pdf", 11, 10)
-    assert not should_chunk(w, "application/pdf", 10, 10)
-    assert should_chunk(w, "application/pdf", 20, 5000)  # big in bytes
-    assert not should_chunk(w, "application/pdf", 5, 5000)  # big, but one chunk anyway
-    assert not should_chunk(w, "image/tiff", 50, 5000)
-    assert page_ranges(25, 10) == [(1, 10), (11, 20), (21, 25)]
+    assert should_chunk(w, 11, 10, 10)
+    assert not should_chunk(w, 10, 10, 10)
+    assert should_chunk(w, 20, 5000, 10)  # big in bytes
+    assert not should_chunk(w, 5, 5000, 10)  # big, but one chunk anyway
+    assert not should_chunk(w, 900, 10, 1000)  # text pages: a thousand to a chunk
 
 
-def test_split_writes_chunk_files_with_exactly_their_pages(tmp_path: Path) -> None:
-    source = pages_pdf(tmp_path / "src.pdf", 23)
-    targets = [tmp_path / f"c{i}.pdf" for i in range(3)]
-    pdf.split(source, page_ranges(23, 10), targets)
-    texts = [t for target in targets
-             for t in pdf.page_texts(target, list(range(len(PdfReader(target).pages))))]
-    assert texts == [page_text(n) for n in range(1, 24)]
+def test_chunks_are_balanced_so_none_is_left_tiny() -> None:
+    assert [len(c) for c in balanced(list(range(1, 24)), 10)] == [8, 8, 7]
+    assert [len(c) for c in balanced(list(range(1, 12)), 10)] == [6, 5]
+    assert balanced([5, 10, 15, 20, 25], 2) == [[5, 10], [15, 20], [25]]
+    assert list(itertools.chain(*balanced(list(range(1, 2001)), 1000))) == list(range(1, 2001))
+    assert [len(c) for c in balanced(list(range(1, 2001)), 1000)] == [1000, 1000]
+
+
+def plan_of(m: Machine, doc_id: str) -> Plan:
+    doc = m.doc(doc_id)
+    assert doc is not None
+    plan = start_document(m.rt, doc, "task")
+    assert plan is not None
+    return plan
+
+
+def test_text_pages_are_read_in_one_pass_up_to_text_chunk_pages(
+        make_env: Callable[..., Env]) -> None:
+    one = Machine(make_env(watch={"text_chunk_pages": 1000}).cfg)  # engine pdftext
+    plan = plan_of(one, one.submit("book.pdf", 25))
+    assert not plan.chunked and [c.pages for c in plan.chunks] == [list(range(1, 26))]
+    assert not (one.paths.processing / one.sent[0][1] / "chunks").exists()  # nothing split
+    few = Machine(make_env(watch={"text_chunk_pages": 10}).cfg)
+    plan = plan_of(few, few.submit("book.pdf", 25))
+    assert plan.chunked and [(c.first_page, c.last_page) for c in plan.chunks] == [
+        (1, 9), (10, 18), (19, 25)]
+
+
+def test_auto_reads_the_text_layer_in_the_document_task_and_fans_out_only_the_scans(
+        make_env: Callable[..., Env]) -> None:
+    engine = TextFirstEngine(scanned={4, 8, 12, 16, 20, 24})
+    m = Machine(make_env(watch={"engine": "auto", "chunk_pages": 2, "chunk_threshold_pages": 2,
+                                "text_chunk_pages": 1000}).cfg, engine)
+    doc_id = m.submit("mixed.pdf", 25)
+    plan = plan_of(m, doc_id)
+    assert engine.text_calls == {n: 1 for n in range(1, 26)}  # one pass, before any chunk
+    assert [c.pages for c in plan.chunks] == [
+        [n for n in range(1, 26) if n % 4], [4, 8], [12, 16], [20, 24]]
+    assert plan.chunked
+    doc = m.doc(doc_id)
+    assert doc is not None
+    assert docrecord.pending_chunks(doc, plan) == [1, 2, 3]  # the text chunk is done
+    live = m.rt.store.get(doc_id)
+    assert live is not None
+    assert [c.pages for c in live.chunks] == [[1, 25], [4, 8], [12, 16], [20, 24]]
+    assert [c.state for c in live.chunks] == ["completed", "queued", "queued", "queued"]
+    assert m.deliver(doc_id) == "completed"
+    result = json.loads((m.paths.outbox / "mixed.json").read_text())
+    assert [p["number"] for p in result["pages"]] == list(range(1, 26))
+    assert [p["engine"] for p in result["pages"]] == [
+        "pdftext" if n % 4 else "ocr" for n in range(1, 26)]
+    assert engine.calls == {n: 1 for n in (4, 8, 12, 16, 20, 24)}  # OCR: the scans only
+
+
+def test_auto_with_a_few_scans_reads_them_in_the_document_task_too(
+        make_env: Callable[..., Env]) -> None:
+    engine = TextFirstEngine(scanned={2, 3})
+    m = Machine(make_env(watch={"engine": "auto", "text_chunk_pages": 1000}).cfg, engine)
+    doc_id = m.submit("letter.pdf", 30)
+    plan = plan_of(m, doc_id)
+    assert not plan.chunked and [c.pages for c in plan.chunks] == [
+        [1, *range(4, 31)], [2, 3]]
+    assert m.deliver(doc_id) == "completed"
 
 
 def test_large_pdf_fans_out_and_comes_out_complete_and_in_order(
@@ -65,7 +125,7 @@ def test_large_pdf_fans_out_and_comes_out_complete_and_in_order(
     result = env.wait_result("big", timeout=60)
     assert [p["number"] for p in result["pages"]] == list(range(1, 36))
     assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 36)]
-    assert [c["pages"] for c in result["chunks"]] == [[1, 10], [11, 20], [21, 30], [31, 35]]
+    assert [c["pages"] for c in result["chunks"]] == [[1, 9], [10, 18], [19, 27], [28, 35]]
     progress = read_json(env.outbox / "big.progress.json")
     assert progress["chunks"]["total"] == 4 and progress["chunks"]["completed"] == 4
     assert all(item["state"] == "completed" and item["attempts"] == 1

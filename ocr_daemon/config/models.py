@@ -143,7 +143,10 @@ class WatchConfig(_Model):
     root: Path
     engine: str = "auto"  # a built-in engine or one of an engines.plugins module
     engine_options: dict[str, Any] = {}
-    chunk_pages: PositiveInt = 10
+    chunk_pages: PositiveInt = 10  # OCR and remote engines: pages per chunk (at most)
+    # Text-layer pages (pdftext, the first pass of auto) cost about a millisecond each: they
+    # are read in chunks of at most this many pages, most documents in one pass.
+    text_chunk_pages: PositiveInt = 1000
     chunk_threshold_pages: PositiveInt = 10
     chunk_threshold_bytes: PositiveInt = 5 * 1024 * 1024
     chunks_in_flight: PositiveInt = 20

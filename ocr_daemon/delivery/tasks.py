@@ -110,8 +110,9 @@ def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> No
         plan = start_document(rt, doc, self.request.id)
         if plan is None:
             return
-        if not plan.chunked:
-            chunkwork.run_chunk(rt, doc, plan, 0, may_retry=_may_retry(self))
+        if not plan.chunked:  # every chunk here (`auto`: its text chunks are read already)
+            for spec in plan.chunks:
+                chunkwork.run_chunk(rt, doc, plan, spec.index, may_retry=_may_retry(self))
             _end(self, rt, doc, plan)
             return
         window = first_window(doc, plan)

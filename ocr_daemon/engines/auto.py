@@ -14,6 +14,7 @@ from ocr_daemon.engines.base import (
     Factory,
     PageRequest,
     PageText,
+    TextPass,
     settings_for,
 )
 from ocr_daemon.formats import extractors
@@ -55,24 +56,29 @@ class AutoEngine:
                                                                       ocr=name)
         return self._ocr
 
+    def text_pass(self, request: PageRequest) -> TextPass:
+        layers = extractors.read(request.path, [p.index for p in request.pages],
+                                 self.min_chars)
+        read = [PageText(p.number, la.text, "pdftext", extractor=la.extractor,
+                         text_layer=la.state, text_layer_reason=la.reason)
+                for p, la in zip(request.pages, layers, strict=True) if la.extractor is not None]
+        why = {p.number: (la.state, la.reason)
+               for p, la in zip(request.pages, layers, strict=True) if la.extractor is None}
+        return TextPass(Extraction(read), tuple(p for p in request.pages if p.number in why),
+                        why)
+
     def extract(self, request: PageRequest) -> Extraction:
         if request.mime != PDF:  # an image has no text layer
             return self.ocr.extract(request)
-        layers = dict(zip((p.number for p in request.pages),
-                          extractors.read(request.path, [p.index for p in request.pages],
-                                          self.min_chars), strict=True))
-        text = {n: PageText(n, la.text, "pdftext", extractor=la.extractor,
-                            text_layer=la.state, text_layer_reason=la.reason)
-                for n, la in layers.items() if la.extractor is not None}
-        scanned = tuple(p for p in request.pages if p.number not in text)
-        if not scanned:
-            return Extraction(list(text.values()))
-        ocred = self.ocr.extract(PageRequest(request.path, request.mime, scanned,
+        first = self.text_pass(request)
+        if not first.ocr:
+            return first.read
+        ocred = self.ocr.extract(PageRequest(request.path, request.mime, first.ocr,
                                              request.layers))
         for page in ocred.pages:  # why OCR read it: no text layer, or a broken one
-            page.text_layer = layers[page.number].state
-            page.text_layer_reason = layers[page.number].reason
-        by_number = {**text, **{p.number: p for p in ocred.pages}}
+            page.text_layer, page.text_layer_reason = first.why[page.number]
+        by_number = {**{p.number: p for p in first.read.pages},
+                     **{p.number: p for p in ocred.pages}}
         return Extraction([by_number[p.number] for p in request.pages], ocred.warnings,
                           ocred.layers, ocred.usage)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import redis
 from pydantic import BaseModel, ValidationError
@@ -59,6 +59,26 @@ class Engine(Protocol):
 
     def extract(self, request: PageRequest) -> Extraction:
         """Text for every requested page, in request order; raise our errors only."""
+        ...
+
+
+@dataclass
+class TextPass:
+    """A text-first engine's first pass: the pages its text layer serves, and the rest."""
+
+    read: Extraction  # pages whose text layer passed, in request order
+    ocr: tuple[Page, ...]  # pages that need OCR
+    # Page number -> why an OCR page's text layer did not serve: (state, reason).
+    why: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TextFirst(Protocol):
+    """An engine that reads a PDF's text layer first and OCRs only the pages without a usable
+    one (`auto`): the plan runs its text pass in the document task, then fans out the OCR."""
+
+    def text_pass(self, request: PageRequest) -> TextPass:
+        """Every requested page's text layer; never OCR. A PDF request only."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""PDF adapter: open and validate with pypdf, split into chunk files, read the text layer.
+"""PDF adapter: open and validate, decrypt with a password, read the text layer, render.
 
 This module is the boundary to pypdf and pypdfium2: whatever they raise on a damaged file
 is turned into our CorruptDocument / EncryptedDocument here and nowhere else.
@@ -69,12 +69,19 @@ class Opened:
 
 def inspect(path: Path, max_pages: int, passwords: Sequence[str] = ()) -> Opened:
     """Open the PDF (empty user password, then each of ``passwords``), check it has
-    1..max_pages pages, and say whether a password was needed."""
-    reader, decrypted = _open_decrypted(path, passwords)
+    1..max_pages pages, and say whether a password was needed.
+
+    PDFium counts the pages (1.5 ms for 352 pages, where pypdf parsed for 160 ms); pypdf
+    only tries the passwords of an encrypted PDF, as it also writes the decrypted copy."""
     try:
-        pages = len(reader.pages)
-    except Exception as exc:  # damaged page tree
-        raise CorruptDocument(f"the PDF's page tree is damaged: {exc}") from exc
+        with _pdfium(path) as doc:
+            pages, decrypted = len(doc), False
+    except EncryptedDocument:
+        reader, decrypted = _open_decrypted(path, passwords)
+        try:
+            pages = len(reader.pages)
+        except Exception as exc:  # damaged page tree
+            raise CorruptDocument(f"the PDF's page tree is damaged: {exc}") from exc
     if pages < 1:
         raise CorruptDocument("the PDF has no pages")
     if pages > max_pages:
@@ -87,30 +94,25 @@ def count_pages(path: Path, max_pages: int) -> int:
     return inspect(path, max_pages).pages
 
 
-def split(source: Path, ranges: list[tuple[int, int]], targets: list[Path],
-          passwords: Sequence[str] = ()) -> None:
-    """Write pages ``first..last`` (1-based, inclusive) of ``source`` to each target file.
-
-    One chunk at a time, each written atomically; a target that already exists (from an
-    earlier, interrupted attempt) is kept, so splitting again is cheap and idempotent.
-    Chunk files are never encrypted: a PDF opened with a password is read from its chunks.
-    """
+def write_decrypted(source: Path, target: Path, passwords: Sequence[str]) -> None:
+    """A copy of ``source``, opened with one of ``passwords``, without its encryption: what
+    the engines read, so that the password never leaves the plan. Kept when it exists (an
+    earlier, interrupted plan wrote it whole: the write is atomic)."""
+    if target.exists():
+        return
     reader = _open(source, passwords)
-    for (first, last), target in zip(ranges, targets, strict=True):
-        if target.exists():
-            continue
-        writer = PdfWriter()
-        try:
-            for number in range(first, last + 1):
-                writer.add_page(reader.pages[number - 1])
-            tmp = target.parent / atomic.temp_name()
-            with open(tmp, "wb") as fh:
-                writer.write(fh)
-        except OSError as exc:
-            raise StorageError(f"cannot write chunk {target}: {exc.strerror}") from exc
-        except Exception as exc:  # a page pypdf cannot copy: the document is damaged
-            raise CorruptDocument(f"pages {first}-{last} cannot be copied: {exc}") from exc
-        atomic.move(tmp, target)
+    writer = PdfWriter()
+    try:
+        for page in reader.pages:
+            writer.add_page(page)
+        tmp = target.parent / atomic.temp_name()
+        with open(tmp, "wb") as fh:
+            writer.write(fh)
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+    except Exception as exc:  # a page pypdf cannot copy: the document is damaged
+        raise CorruptDocument(f"the decrypted PDF cannot be written: {exc}") from exc
+    atomic.move(tmp, target)
 
 
 # PDFium is not thread-safe, not even for different documents: a threads worker pool (the one
@@ -128,7 +130,7 @@ def _pdfium(path: Path) -> Iterator[pypdfium2.PdfDocument]:
         except pypdfium2.PdfiumError as exc:
             if "password" in str(exc).lower():
                 raise EncryptedDocument("the PDF is encrypted and needs a password") from exc
-            raise CorruptDocument(f"the PDF cannot be read: {exc}") from exc
+            raise CorruptDocument(f"the PDF is damaged and cannot be read: {exc}") from exc
         try:
             yield doc
         finally:

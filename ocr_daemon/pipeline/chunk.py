@@ -37,11 +37,12 @@ def _publish(rt: Runtime, doc: Doc, plan: Plan) -> None:
 
 
 def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
-    if spec.file:  # a chunk file holds exactly this chunk's pages
+    """The chunk's pages, read in place from the source (or its decrypted copy)."""
+    if spec.file:  # a plan of an earlier version: its chunk file holds just these pages
         path = doc.dp.chunk_file(spec.index)
         pages = tuple(Page(n, i) for i, n in enumerate(spec.pages))
     else:
-        path = doc.dp.source
+        path = doc.dp.decrypted if plan.decrypted else doc.dp.source
         pages = tuple(Page(n, n - 1) for n in spec.pages)
     return PageRequest(path=path, mime=plan.mime, pages=pages, layers=doc.watch.pdf_output)
 

@@ -67,6 +67,8 @@ def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
         warnings += result.warnings
         if usage is not None:
             usage[spec.index] = result.usage
+    # `auto`'s text-layer chunks come first in the plan, its OCR chunks after them.
+    pages.sort(key=lambda page: int(page["number"]))
     return pages, warnings
 
 

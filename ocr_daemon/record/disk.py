@@ -54,14 +54,26 @@ class Manifest:
 
 @dataclass
 class ChunkSpec:
+    """Pages of the original a chunk reads: first_page..last_page, or exactly ``page_list``
+    (`auto`'s OCR pages and the text pages around them need not be contiguous)."""
+
     index: int
     first_page: int  # 1-based page numbers of the original document
     last_page: int
-    file: str | None  # chunk file name under chunks/, None when the source is read directly
+    file: str | None = None  # a chunk file under chunks/: plans of earlier versions only
+    page_list: list[int] | None = None
 
     @property
     def pages(self) -> list[int]:
+        if self.page_list is not None:
+            return list(self.page_list)
         return list(range(self.first_page, self.last_page + 1))
+
+    @classmethod
+    def of(cls, index: int, pages: list[int]) -> ChunkSpec:
+        """The chunk of these (ascending) pages: a range when they are contiguous."""
+        contiguous = pages == list(range(pages[0], pages[-1] + 1))
+        return cls(index, pages[0], pages[-1], None, None if contiguous else list(pages))
 
 
 @dataclass
@@ -80,7 +92,7 @@ class Plan:
 
     def save(self, path: Path) -> None:
         # Not fsynced: a plan lost or torn in a crash is made again from the original
-        # (splitting keeps chunk files already written).
+        # (`auto`'s text pass writes the same result files again).
         atomic.write_json(path, self.to_dict(), create_parents=False, durable=False)
 
     @classmethod

@@ -8,7 +8,15 @@ from ocr_daemon.clock import iso
 from ocr_daemon.config import WatchConfig
 from ocr_daemon.record.disk import ChunkError, Manifest, Outcome, Plan
 from ocr_daemon.record.layout import DocPaths, Outputs, WatchPaths
-from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState, DocState
+from ocr_daemon.record.state import (
+    COMPLETED,
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    ChunkState,
+    DocState,
+    chunk_pages,
+)
 from ocr_daemon.runtime import Runtime
 
 
@@ -96,8 +104,12 @@ def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
             error = ChunkError.load(doc.dp.chunk_error(c.index)).error
             failed.append(ChunkState(c.index, [c.first_page, c.last_page], FAILED, error=error))
     first = plan.chunks[0]
-    rt.store.init_chunks(doc.doc_id, len(plan.chunks), first.last_page - first.first_page + 1,
-                         plan.pages, [i for i, s in states.items() if s == COMPLETED], failed)
+    per_chunk = first.last_page - first.first_page + 1
+    spans = [[c.first_page, c.last_page] for c in plan.chunks]
+    regular = spans == [chunk_pages(c.index, per_chunk, plan.pages) for c in plan.chunks]
+    rt.store.init_chunks(doc.doc_id, len(plan.chunks), per_chunk, plan.pages,
+                         [i for i, s in states.items() if s == COMPLETED], failed,
+                         None if regular else spans)
 
 
 def publish(rt: Runtime, doc: Doc, plan: Plan | None = None, wait: bool = False) -> None:

@@ -132,7 +132,13 @@ class DocPaths:
         return self.dir / "outcome.json"
 
     @property
+    def decrypted(self) -> Path:
+        """The source without its encryption, written by the plan when a password opened it."""
+        return self.dir / "decrypted.pdf"
+
+    @property
     def chunks(self) -> Path:
+        """Chunk files of plans made before chunks were page ranges (read while upgrading)."""
         return self.dir / "chunks"
 
     @property

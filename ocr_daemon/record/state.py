@@ -63,8 +63,11 @@ class DocState:
         return json.loads(raw) if raw else None
 
     def chunk(self, index: int) -> ChunkState:
-        per_chunk = int(self.fields.get("chunk_pages", 1))
-        pages = chunk_pages(index, per_chunk, int(self.fields.get("pages", per_chunk)))
+        if "chunk_spans" in self.fields:  # a plan whose chunks are not equal page ranges
+            pages = list(json.loads(self.fields["chunk_spans"])[index])
+        else:
+            per_chunk = int(self.fields.get("chunk_pages", 1))
+            pages = chunk_pages(index, per_chunk, int(self.fields.get("pages", per_chunk)))
         if index < len(self.done) and self.done[index] == "1":
             return ChunkState(index, pages, COMPLETED, self.retried.get(index, 1))
         entry = self.entries.get(index)
@@ -244,13 +247,18 @@ class StateStore:
             self.set_doc(doc_id, chunk)
 
     def init_chunks(self, doc_id: str, total: int, per_chunk: int, pages: int,
-                    done: list[int], failed: list[ChunkState]) -> None:
+                    done: list[int], failed: list[ChunkState],
+                    spans: list[list[int]] | None = None) -> None:
         """Record a plan's shape and what the disk says has ended (a redelivery keeps the
-        entries already there)."""
+        entries already there). ``spans`` ([first, last] of each chunk) only when the chunks
+        are not ``per_chunk`` pages each, the last one shorter."""
+        shape: dict[Any, Any] = {"total_chunks": total, "chunk_pages": per_chunk,
+                                       "pages": pages}
+        if spans is not None:
+            shape["chunk_spans"] = json.dumps(spans, separators=(",", ":"))
         with unavailable():
             pipe = self.r.pipeline()
-            pipe.hset(self.doc_key(doc_id), mapping={
-                "total_chunks": total, "chunk_pages": per_chunk, "pages": pages})
+            pipe.hset(self.doc_key(doc_id), mapping=shape)
             for index in done:
                 pipe.setrange(self.done_key(doc_id), index, "1")
             for c in failed:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from ocr_daemon import runtime
 from ocr_daemon.config import Config, WatchConfig
-from ocr_daemon.engines.base import Engine, EngineContext, Extraction, PageRequest, PageText
+from ocr_daemon.engines.base import (
+    Engine,
+    EngineContext,
+    Extraction,
+    PageRequest,
+    PageText,
+    TextPass,
+)
 from ocr_daemon.errors import PageFailed
 from ocr_daemon.intake.claim import claim
 from ocr_daemon.intake.dispatch import Dispatcher
@@ -48,6 +55,31 @@ class PageEngine:
         return Extraction([PageText(n, f"text of page {n}", self.name) for n in numbers])
 
 
+@dataclass
+class TextFirstEngine(PageEngine):
+    """`auto` in miniature: a text pass that serves every page but those in ``scanned``,
+    which extract() 'OCRs' (engine "ocr"); counts text-pass pages in ``text_calls``."""
+
+    scanned: set[int] = field(default_factory=set)
+    text_calls: Counter[int] = field(default_factory=Counter)
+
+    def text_pass(self, request: PageRequest) -> TextPass:
+        numbers = [p.number for p in request.pages]
+        self.text_calls.update(numbers)
+        read = [PageText(n, f"text of page {n}", "pdftext") for n in numbers
+                if n not in self.scanned]
+        ocr = tuple(p for p in request.pages if p.number in self.scanned)
+        return TextPass(Extraction(read), ocr, {p.number: ("none", None) for p in ocr})
+
+    def extract(self, request: PageRequest) -> Extraction:
+        first = self.text_pass(request)
+        ocred = super().extract(PageRequest(request.path, request.mime, first.ocr))
+        for page in ocred.pages:
+            page.engine = "ocr"
+        pages = {p.number: p for p in first.read.pages + ocred.pages}
+        return Extraction([pages[p.number] for p in request.pages])
+
+
 Sent = tuple[str, str, str]  # (watch, doc_id, task_id), what process_document would receive
 
 
@@ -56,9 +88,9 @@ class Machine:
     and reap them, each step a direct call. What the dispatcher and the reaper would send to
     Celery is captured in ``sent``."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, engine: PageEngine | None = None) -> None:
         self.clock = FakeClock()
-        self.engine = PageEngine()
+        self.engine = engine or PageEngine()
         self.rt = runtime.build(cfg, clock=self.clock, engine_factory=self._factory)
         self.watch: WatchConfig = cfg.watches[0]
         self.paths = WatchPaths.of(self.watch)
