@@ -20,7 +20,7 @@ from typing import Any
 from harness import machine, stack
 from rows import emit
 
-from ocr_daemon.pipeline.plan import balanced
+from ocr_daemon.pipeline.plan import in_chunks
 from tests.support.engines import use_sleeping
 from tests.support.pdfs import make_text_pdf, page_text
 
@@ -68,7 +68,7 @@ def main() -> None:
         source = make_text_pdf(Path(tmp) / "fanout.pdf",
                                [page_text(n) for n in range(1, args.pages + 1)])
         # Chunks are page ranges of the original, read in place: nothing is split up front.
-        ranges = balanced(list(range(1, args.pages + 1)), 10)
+        ranges = in_chunks(list(range(1, args.pages + 1)), 10)
         split = 0.0
         latencies = [float(x) for x in args.per_page.split(",")]
         with ThreadPoolExecutor(len(latencies)) as pool:  # the unchunked runs, beside

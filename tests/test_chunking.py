@@ -14,7 +14,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from ocr_daemon.formats import pdf
-from ocr_daemon.pipeline.plan import balanced, should_chunk
+from ocr_daemon.pipeline.plan import in_chunks, should_chunk
 from ocr_daemon.pipeline.start import start_document
 from ocr_daemon.record import doc as docrecord
 from ocr_daemon.record.disk import Plan
@@ -52,12 +52,11 @@ def test_should_chunk_only_large_pdfs_into_two_or_more_chunks() -> None:
     assert not should_chunk(w, 900, 10, 1000)  # text pages: a thousand to a chunk
 
 
-def test_chunks_are_balanced_so_none_is_left_tiny() -> None:
-    assert [len(c) for c in balanced(list(range(1, 24)), 10)] == [8, 8, 7]
-    assert [len(c) for c in balanced(list(range(1, 12)), 10)] == [6, 5]
-    assert balanced([5, 10, 15, 20, 25], 2) == [[5, 10], [15, 20], [25]]
-    assert list(itertools.chain(*balanced(list(range(1, 2001)), 1000))) == list(range(1, 2001))
-    assert [len(c) for c in balanced(list(range(1, 2001)), 1000)] == [1000, 1000]
+def test_pages_go_in_chunks_of_chunk_pages_the_last_one_shorter() -> None:
+    assert [len(c) for c in in_chunks(list(range(1, 24)), 10)] == [10, 10, 3]
+    assert in_chunks([5, 10, 15, 20, 25], 2) == [[5, 10], [15, 20], [25]]
+    assert list(itertools.chain(*in_chunks(list(range(1, 2001)), 1000))) == list(range(1, 2001))
+    assert [len(c) for c in in_chunks(list(range(1, 2001)), 1000)] == [1000, 1000]
 
 
 def plan_of(m: Machine, doc_id: str) -> Plan:
@@ -77,7 +76,7 @@ def test_text_pages_are_read_in_one_pass_up_to_text_chunk_pages(
     few = Machine(make_env(watch={"text_chunk_pages": 10}).cfg)
     plan = plan_of(few, few.submit("book.pdf", 25))
     assert plan.chunked and [(c.first_page, c.last_page) for c in plan.chunks] == [
-        (1, 9), (10, 18), (19, 25)]
+        (1, 10), (11, 20), (21, 25)]
 
 
 def test_auto_reads_the_text_layer_in_the_document_task_and_fans_out_only_the_scans(
@@ -125,7 +124,7 @@ def test_large_pdf_fans_out_and_comes_out_complete_and_in_order(
     result = env.wait_result("big", timeout=60)
     assert [p["number"] for p in result["pages"]] == list(range(1, 36))
     assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 36)]
-    assert [c["pages"] for c in result["chunks"]] == [[1, 9], [10, 18], [19, 27], [28, 35]]
+    assert [c["pages"] for c in result["chunks"]] == [[1, 10], [11, 20], [21, 30], [31, 35]]
     progress = read_json(env.outbox / "big.progress.json")
     assert progress["chunks"]["total"] == 4 and progress["chunks"]["completed"] == 4
     assert all(item["state"] == "completed" and item["attempts"] == 1

@@ -4,7 +4,7 @@ A chunk is a list of pages of the original (usually a range), read in place: not
 split up front. How pages are grouped follows what a page costs the watch's engine
 (`COSTS`): a text layer about a millisecond, so text pages go in chunks of up to
 `text_chunk_pages` (most documents in one pass); OCR or a remote engine seconds, so those
-pages go in chunks of up to `chunk_pages`, of equal size, fanned out once there are more
+pages go in chunks of `chunk_pages`, fanned out once there are more
 than `chunk_threshold_pages` of them (or the file is over `chunk_threshold_bytes`).
 `auto` reads every page's text layer in the document task first (the cheapest probe of
 which pages need OCR is reading them), then fans out only the pages without a usable one.
@@ -12,7 +12,6 @@ which pages need OCR is reading them), then fans out only the pages without a us
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,22 +45,20 @@ def should_chunk(watch: WatchConfig, pages: int, size: int, per_chunk: int) -> b
     return big and pages > per_chunk
 
 
-def balanced(pages: list[int], per_chunk: int) -> list[list[int]]:
-    """``pages`` in as few chunks of at most ``per_chunk`` as can be, of nearly equal size:
-    23 pages at 10 a chunk are 8 + 8 + 7, not 10 + 10 + 3 (no chunk is left tiny)."""
-    if not pages:
-        return []
-    size = math.ceil(len(pages) / math.ceil(len(pages) / per_chunk))
-    return [pages[i:i + size] for i in range(0, len(pages), size)]
+def in_chunks(pages: list[int], per_chunk: int) -> list[list[int]]:
+    """``pages`` in chunks of ``per_chunk``, the last one shorter. Not evened out: with a
+    fixed number of workers, 21 pages as 10 + 10 + 1 end after 11 page-times on two
+    workers, as 7 + 7 + 7 after 14."""
+    return [pages[i:i + per_chunk] for i in range(0, len(pages), per_chunk)]
 
 
 def groups(watch: WatchConfig, pages: list[int], size: int, per_chunk: int) -> list[list[int]]:
-    """The chunks of ``pages`` of one kind: one, or balanced ones of ``per_chunk``."""
+    """The chunks of ``pages`` of one kind: one, or chunks of ``per_chunk``."""
     if not pages:
         return []
     if not should_chunk(watch, len(pages), size, per_chunk):
         return [pages]
-    return balanced(pages, per_chunk)
+    return in_chunks(pages, per_chunk)
 
 
 def open_pdf(source: Path, watch: WatchConfig) -> tuple[pdf.Opened, list[str]]:
