@@ -11,7 +11,7 @@ import pytest
 from ocr_daemon import config
 from ocr_daemon.config import Config
 from ocr_daemon.engines.auto import gemini_configured, ocr_engine_name
-from ocr_daemon.engines.base import Engine, EngineContext, Page, PageRequest
+from ocr_daemon.engines.base import Engine, EngineContext, Page, PageRequest, TextFirst
 from ocr_daemon.engines.registry import REGISTRY
 from ocr_daemon.errors import EngineUnavailable
 from ocr_daemon.formats.sniff import PDF, PNG
@@ -127,3 +127,19 @@ def test_daemon_with_auto_records_the_engine_of_every_page_and_fans_out_only_the
     texts = (env.outbox / "mixed.txt").read_text("utf-8").split("\f")
     assert texts[0] == TYPED[1] and texts[2] == TYPED[3]
     assert cer(texts[1], known_text(2)) < 0.03 and cer(texts[3], known_text(4)) < 0.03
+
+
+def test_a_page_that_draws_nothing_is_not_sent_to_ocr(tmp_path: Path) -> None:
+    typed = make_text_pdf(tmp_path / "typed.pdf", [TYPED[1], ""])  # page 2: nothing drawn
+    scans = image_pdf(tmp_path / "scans.pdf", [drawn_page(known_text(3))])
+    source = merged_pdf(tmp_path / "book.pdf", [(typed, 0), (typed, 1), (scans, 0)])
+    engine = auto_engine(tmp_path)
+    assert isinstance(engine, TextFirst)
+    first = engine.text_pass(whole(source, PDF, 3))
+    assert [(p.number, p.text, p.text_layer) for p in first.read.pages] == [
+        (1, TYPED[1], "ok"), (2, "", "none")]
+    assert first.read.pages[1].text_layer_reason == "the page draws nothing"
+    assert [p.number for p in first.ocr] == [3]  # the scan: an image, not nothing
+    result = engine.extract(whole(source, PDF, 3))
+    assert [(p.number, p.engine) for p in result.pages] == [
+        (1, "pdftext"), (2, "pdftext"), (3, "tesseract")]

@@ -167,6 +167,22 @@ def page_layers(path: Path, indices: list[int],
     return texts
 
 
+def blank_pages(path: Path, indices: list[int]) -> list[bool]:
+    """For each 0-based page: does it draw nothing at all (no page object, no annotation)?
+    A blank page of a book has no text layer, and nothing for OCR to read either."""
+    flags = []
+    with _pdfium(path) as doc:
+        for i in indices:
+            try:
+                page = doc[i]
+                flags.append(int(pypdfium2_raw.FPDFPage_CountObjects(page)) == 0
+                             and int(pypdfium2_raw.FPDFPage_GetAnnotCount(page)) == 0)
+                page.close()
+            except pypdfium2.PdfiumError as exc:
+                raise CorruptDocument(f"page {i + 1} cannot be read: {exc}") from exc
+    return flags
+
+
 def _text_objects(page: pypdfium2.PdfPage, chars: int) -> int:
     total = int(pypdfium2_raw.FPDFPage_CountObjects(page))
     if chars >= textlayer.MIN_CHARS_PER_OBJECT * total:
