@@ -6,12 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pypdf import PdfWriter
 
 from ocr_daemon import config
 from ocr_daemon.errors import ConfigError, EncryptedDocument
 from ocr_daemon.formats import pdf
+from tests.support.pdfs import make_text_pdf, page_text
 
-from .conftest import RESOURCES, Env, read_json
+from .conftest import RESOURCES, Env, read_json, wait_for
 
 ENCRYPTED = RESOURCES / "libreoffice-writer-password.pdf"  # user password 'openpassword'
 PASSWORD = "openpassword"
@@ -95,3 +97,25 @@ def test_encrypted_pdf_with_its_password_in_passwords_file_comes_out_as_text(
     assert read_json(env.failed / "other.progress.json")["state"] == "failed"
     written = everything_written(env)
     assert PASSWORD not in written and "not this one" not in written
+
+
+def test_a_long_encrypted_pdf_is_decrypted_once_and_its_chunks_read_the_copy(
+        make_env: Callable[..., Env], tmp_path: Path) -> None:
+    plain = make_text_pdf(tmp_path / "plain.pdf", [page_text(n) for n in range(1, 26)])
+    writer = PdfWriter(clone_from=plain)
+    writer.encrypt(PASSWORD, algorithm="AES-256")
+    locked = tmp_path / "statement.pdf"
+    with open(locked, "wb") as fh:
+        writer.write(fh)
+    env = make_env(watch={"passwords_file": str(passwords_file(tmp_path, [PASSWORD])),
+                          "chunk_pages": 10, "chunk_threshold_pages": 10})
+    env.run_daemon()
+    env.drop(locked)
+    result = env.wait_result("statement", timeout=60)
+    assert result["source"]["decrypted"] is True
+    assert [c["pages"] for c in result["chunks"]] == [[1, 10], [11, 20], [21, 25]]
+    assert [p["text"] for p in result["pages"]] == [page_text(n) for n in range(1, 26)]
+    assert (env.archive / "statement.pdf").read_bytes() == locked.read_bytes()
+    # The decrypted copy goes with the record, which is removed after the result appears.
+    wait_for(lambda: not any(env.processing.iterdir()), 20, what="the record removed")
+    assert PASSWORD not in everything_written(env)
