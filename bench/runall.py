@@ -27,6 +27,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("gemini_cost.py", ["--pages", "500"], ["--pages", "100"]),
     ("capacity.py", [], ["--text-pages", "200", "--scan-pages", "2"]),
     ("hosts.py", [], ["--documents", "120"]),
+    ("largepdf.py", [], ["--text-pages", "400", "--every", "40", "--scan-pages", "4"]),
 ]
 
 
