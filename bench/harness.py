@@ -16,6 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ocr_daemon.config import WatchConfig  # noqa: E402
 from tests.conftest import Env, RedisServer, read_json, wait_for  # noqa: E402
 
 __all__ = ["Env", "RedisServer", "drop_all", "machine", "process_group", "read_json",
@@ -47,6 +48,11 @@ def machine() -> str:
 @contextmanager
 def stack(prefix: str = "bench:", **overrides: Any) -> Iterator[tuple[Env, RedisServer]]:
     """A fresh Redis and config in a temporary folder; every process stopped on exit."""
+    # The daemon's own text_chunk_pages unless a benchmark says otherwise (the tests' Env
+    # plans text pages like OCR pages, to exercise the fan-out with quick text PDFs).
+    watch = overrides.get("watch") or {}
+    overrides["watch"] = {"text_chunk_pages": WatchConfig.model_fields["text_chunk_pages"].default,
+                          **watch}
     with tempfile.TemporaryDirectory(prefix="ocrd-bench-") as tmp:
         redis = RedisServer(Path(tmp) / "redis")
         env = Env(Path(tmp) / "env", redis.url, prefix, **overrides)

@@ -79,11 +79,21 @@ def corpus_book(name: str) -> Path | None:
 
 
 def repeated_text(source: Path, pages: int, out: Path) -> Path:
-    """A ``pages``-page text PDF: ``source``'s pages over and over, the last copy trimmed."""
+    """A ``pages``-page text PDF: ``source``'s pages with a text layer (freeculture's cover
+    and one figure page are images, which `auto` rightly OCRs) over and over, the last copy
+    trimmed."""
     src = pypdfium2.PdfDocument(source)
+    texts = []
+    for i in range(len(src)):
+        page = src[i]
+        textpage = page.get_textpage()
+        if len(textpage.get_text_bounded().strip()) >= 20:
+            texts.append(i)
+        textpage.close()
+        page.close()
     doc = pypdfium2.PdfDocument.new()
     while len(doc) < pages:
-        doc.import_pages(src, list(range(min(len(src), pages - len(doc)))))
+        doc.import_pages(src, texts[:pages - len(doc)])
     doc.save(out)
     doc.close()
     src.close()

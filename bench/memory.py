@@ -56,7 +56,9 @@ def _tree(pid: int) -> list[int]:
 
 def peak_worker_rss(pages: int) -> tuple[int, float]:
     """Largest peak RSS (VmHWM) of any worker process over the whole document, and seconds."""
-    watch = {"chunk_pages": 10, "chunk_threshold_pages": 10, "max_pages": 100_000}
+    # Text pages planned like OCR pages (10 a chunk): the footprint of a fanned-out document.
+    watch = {"chunk_pages": 10, "text_chunk_pages": 10, "chunk_threshold_pages": 10,
+             "max_pages": 100_000}
     with tempfile.TemporaryDirectory() as tmp, stack(
             watch=watch, workers={"concurrency": 2},
             logging={"level": "warning", "format": "json"}) as (env, _redis):
@@ -97,7 +99,9 @@ def redis_bytes_per_document(sizes: list[int], count: int, planned: bool) -> dic
     planned=True: a documents worker has planned it and fanned out its chunks, and no chunk
     worker runs (state, chunk states, chord, one message per chunk): the largest footprint.
     """
-    watch = {"chunk_pages": 10, "chunk_threshold_pages": 10, "max_pages": 100_000}
+    # Text pages planned like OCR pages (10 a chunk): the footprint of a fanned-out document.
+    watch = {"chunk_pages": 10, "text_chunk_pages": 10, "chunk_threshold_pages": 10,
+             "max_pages": 100_000}
     with tempfile.TemporaryDirectory() as tmp, stack(
             watch=watch, logging={"level": "warning", "format": "json"}) as (env, redis):
         if planned:
