@@ -80,7 +80,7 @@ class ChunkSpec:
 class Plan:
     mime: str
     pages: int
-    chunked: bool
+    chunked: bool  # its chunks fan out as chunk tasks; else the document task reads them
     chunks: list[ChunkSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     started_at: str = ""
