@@ -36,6 +36,7 @@ def test_minimal_config_gets_documented_defaults_and_creates_nothing(tmp_path: P
     assert cfg.redis.key_prefix == "ocrd:"
     w = cfg.watches[0]
     assert (w.engine, w.chunk_pages, w.on_chunk_failure) == ("auto", 10, "fail")
+    assert w.text_chunk_pages == 1000  # text-layer pages: most documents in one pass
     assert w.root == (tmp_path / "r").resolve()  # relative to the file
     assert cfg.state_dir == (tmp_path / "state").resolve()
     assert not w.root.exists() and not cfg.state_dir.exists()  # loading creates nothing
