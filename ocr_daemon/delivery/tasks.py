@@ -86,8 +86,16 @@ def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) ->
 
 
 def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
-    """A message delivered again and again killed its worker each time: a poison document."""
-    count = rt.store.count_delivery(task.request.id, task.request.retries)
+    """A message delivered again and again killed its worker each time: a poison document.
+
+    A first delivery is not counted in Redis: only a message handed back to its queue can
+    kill a worker twice, and kombu marks every message it hands back (a worker lost, the
+    visibility timeout, the reaper's restore) as redelivered. So the count is the
+    redeliveries counted in Redis plus the first delivery.
+    """
+    if not (task.request.delivery_info or {}).get("redelivered"):
+        return None
+    count = rt.store.count_redelivery(task.request.id, task.request.retries) + 1
     cap = current_config().workers.max_redeliveries
     if count <= cap + 1:
         return None

@@ -68,11 +68,16 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     if doc.dp.chunk_error(index).exists():
         return ChunkOutcome(index, FAILED, ChunkError.load(doc.dp.chunk_error(index)).error)
     live = ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
+    # A one-pass document's first attempt writes no chunk state: while the document is
+    # processing or completed, its chunk's state is the document's (DocState.chunk). A
+    # retry or a failure still writes the chunk's entry, as for chunked documents.
+    quiet = live.one_pass and index not in live.entries and live.chunk(index).attempts <= 1
     chunk = live.chunk(index)
-    chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
+    chunk.state, chunk.attempts = PROCESSING, (1 if quiet else chunk.attempts + 1)
     chunk.started_at, chunk.error = iso(rt.clock.time()), None
-    rt.store.set_chunk(doc.doc_id, chunk)
-    _publish(rt, doc, plan)
+    if not quiet:
+        rt.store.set_chunk(doc.doc_id, chunk)
+        _publish(rt, doc, plan)
     started = rt.clock.monotonic()
     try:
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
@@ -92,8 +97,9 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     metrics.extracted(rt.store, doc.watch.engine, doc.watch.name, extraction.pages,
                       rt.clock.monotonic() - started)
     chunk.state, chunk.finished_at = COMPLETED, iso(rt.clock.time())
-    rt.store.set_chunk(doc.doc_id, chunk)
-    _publish(rt, doc, plan)
+    if not quiet:  # else completed with its document, in the ending's one write
+        rt.store.set_chunk(doc.doc_id, chunk)
+        _publish(rt, doc, plan)
     logger.info("chunk_done", pages=len(spec.pages),
                 seconds=round(rt.clock.monotonic() - started, 3))
     return ChunkOutcome(index, COMPLETED)

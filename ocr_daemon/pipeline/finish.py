@@ -239,8 +239,8 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
         warnings += pdf_warnings
     now = iso(rt.clock.time())
     rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
-    publish(rt, doc, plan, wait=True)
-    live = rt.store.get(doc.doc_id)
+    # The state the terminal progress was written from: chunk attempts without another read.
+    live = rt.progress.publish(out, doc.manifest, plan, wait=True)
     attempts = {c.index: c.attempts for c in live.chunks} if live else {}
     _move_original(doc, outcome)  # before the result: its presence means everything is done
     atomic.write_json(out.result, {

@@ -97,7 +97,8 @@ def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
             failed.append(ChunkState(c.index, [c.first_page, c.last_page], FAILED, error=error))
     first = plan.chunks[0]
     rt.store.init_chunks(doc.doc_id, len(plan.chunks), first.last_page - first.first_page + 1,
-                         plan.pages, [i for i, s in states.items() if s == COMPLETED], failed)
+                         plan.pages, [i for i, s in states.items() if s == COMPLETED], failed,
+                         one_pass=not plan.chunked)
 
 
 def publish(rt: Runtime, doc: Doc, plan: Plan | None = None, wait: bool = False) -> None:

@@ -110,9 +110,11 @@ class ProgressPublisher:
         self.clock = clock
 
     def publish(self, out: Outputs, manifest: Manifest, plan: Plan | None,
-                wait: bool = False) -> None:
+                wait: bool = False) -> DocState | None:
         """Write the sidecar; ``wait`` (terminal states) returns only once it is on disk, so
-        that the result or error file written next is never ahead of it."""
+        that the result or error file written next is never ahead of it. Returns the state
+        it wrote last (None when another writer held the lock): a caller that needs the
+        state after its own write reads it here, not in another round trip."""
         doc_id = manifest.doc_id
         token = uuid.uuid4().hex
         deadline = self.clock.monotonic() + 10
@@ -120,7 +122,7 @@ class ProgressPublisher:
             held, live = self.store.take_progress(doc_id, token)  # lock + state: one trip
             if not held:
                 if not wait:
-                    return  # the holder will see the newer version and write again
+                    return None  # the holder will see the newer version and write again
                 if self.clock.monotonic() > deadline:
                     raise ServiceUnavailable(f"the progress lock of {doc_id} stays taken")
                 self.clock.sleep(0.01)
@@ -130,7 +132,7 @@ class ProgressPublisher:
             finally:
                 version = self.store.give_progress(doc_id, token)  # unlock + version: one trip
             if live is None or version == live.version:
-                return
+                return live
 
     @staticmethod
     def _write(out: Outputs, data: dict[str, Any]) -> None:

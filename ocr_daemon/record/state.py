@@ -21,6 +21,10 @@ DOC_STATES = (QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED)
 CHUNK_STATES = (QUEUED, PROCESSING, COMPLETED, FAILED)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 RECENT_MAX = 200
+# A one-pass document's chunk without an entry of its own: (state, attempts) by the
+# document's state. Failed or cancelled ones are not derived: a chunk that failed has its
+# entry (record_failure), and one cut short by a cancel was not completed.
+ONE_PASS_CHUNK = {PROCESSING: (PROCESSING, 1), COMPLETED: (COMPLETED, 1)}
 
 
 @dataclass
@@ -68,7 +72,21 @@ class DocState:
         if index < len(self.done) and self.done[index] == "1":
             return ChunkState(index, pages, COMPLETED, self.retried.get(index, 1))
         entry = self.entries.get(index)
-        return ChunkState(index, pages, **entry) if entry else ChunkState(index, pages)
+        if entry:
+            return ChunkState(index, pages, **entry)
+        if self.one_pass and self.state in ONE_PASS_CHUNK:
+            # The one chunk of a document done in one pass, in its first attempt, is not
+            # written (pipeline.chunk): the document's own state is the chunk's.
+            state, attempts = ONE_PASS_CHUNK[self.state]
+            return ChunkState(index, pages, state, attempts,
+                              started_at=self.fields.get("started_at"),
+                              finished_at=self.fields.get("finished_at"))
+        return ChunkState(index, pages)
+
+    @property
+    def one_pass(self) -> bool:
+        """Done in one pass (an unchunked plan): its one chunk runs in the document's task."""
+        return self.fields.get("one_pass") == "1"
 
     @property
     def chunks(self) -> list[ChunkState]:
@@ -78,8 +96,9 @@ class DocState:
 _SET_DOC = """
 -- KEYS: doc, chunks, done, retried, version, active, recent
 -- ARGV: doc_id, now, ttl, terminal, chunk op (set|done|none), index, payload, recent max,
---       then field, value pairs
+--       only if the document exists (1|0), then field, value pairs
 local state = redis.call('HGET', KEYS[1], 'state')
+if not state and ARGV[9] == '1' then return -1 end
 local ended = state == 'completed' or state == 'failed' or state == 'cancelled'
 if ended and ARGV[4] == '0' then return 0 end
 if ARGV[5] == 'set' then
@@ -89,11 +108,15 @@ elseif ARGV[5] == 'done' then
   redis.call('SETRANGE', KEYS[3], tonumber(ARGV[6]), '1')
   if tonumber(ARGV[7]) > 1 then redis.call('HSET', KEYS[4], ARGV[6], ARGV[7]) end
 end
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if #ARGV >= 10 then redis.call('HSET', KEYS[1], unpack(ARGV, 10, #ARGV)) end
 redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], ARGV[3])
 if ARGV[4] == '1' then
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[5], ARGV[3])
+  -- a one-pass document never had chunk keys: one EXISTS instead of three EXPIREs
+  if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
+    for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  end
   redis.call('ZREM', KEYS[6], ARGV[1])
   redis.call('LPUSH', KEYS[7], ARGV[1])
   redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[8]) - 1)
@@ -104,13 +127,29 @@ end
 return 1
 """
 
+# The state of a document in one read (atomic, like the MULTI it replaces); a document
+# whose chunk keys do not exist (one pass) costs one EXISTS instead of three reads.
+_READ_STATE = """
+-- KEYS: doc, chunks, done, retried, version
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return {} end
+if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) == 0 then
+  return {fields, {}, '', {}, redis.call('GET', KEYS[5]) or '0'}
+end
+return {fields, redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[3]) or '',
+        redis.call('HGETALL', KEYS[4]), redis.call('GET', KEYS[5]) or '0'}
+"""
+
 
 _TAKE_PROGRESS = """
 -- KEYS: lock, doc, chunks, done, retried, version; ARGV: token, hold ms
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-return {1, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-        redis.call('GET', KEYS[4]) or '', redis.call('HGETALL', KEYS[5]),
-        redis.call('GET', KEYS[6]) or '0'}
+local fields = redis.call('HGETALL', KEYS[2])
+if redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5]) == 0 then
+  return {1, fields, {}, '', {}, redis.call('GET', KEYS[6]) or '0'}
+end
+return {1, fields, redis.call('HGETALL', KEYS[3]), redis.call('GET', KEYS[4]) or '',
+        redis.call('HGETALL', KEYS[5]), redis.call('GET', KEYS[6]) or '0'}
 """
 
 _GIVE_PROGRESS = """
@@ -170,6 +209,7 @@ class StateStore:
         self.ttl = ttl
         self.clock = clock
         self._set_doc = client.register_script(_SET_DOC)
+        self._read = client.register_script(_READ_STATE)
         self._take = client.register_script(_TAKE_PROGRESS)
         self._give = client.register_script(_GIVE_PROGRESS)
 
@@ -209,12 +249,19 @@ class StateStore:
 
     # writes ------------------------------------------------------------------------------
     def set_doc(self, doc_id: str, chunk: ChunkState | None = None, *,
-                completed: ChunkState | None = None, **values: Any) -> None:
+                completed: ChunkState | None = None, existing: bool = False,
+                **values: Any) -> bool:
         """Update document fields and at most one chunk, bump the version, manage TTLs.
 
         Atomic (one script): once a document has ended, later non-terminal updates (a chunk
         of a cancelled document finishing its engine call) are ignored, so nothing brings an
         ended document back into the active set or takes the expiry off its keys.
+        ``existing``: write only if Redis holds the document (False when it does not: the
+        caller rebuilds it from disk), which spares a read before the write.
+
+        The version key expires with the others at the terminal state: while the document
+        is in flight none of its keys expire, so refreshing its TTL on every write (an
+        EXPIRE per write) bought nothing.
         """
         now = self.clock.time()
         data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v))
@@ -231,11 +278,11 @@ class StateStore:
                 self.recent_key]
         args: list[Any] = [doc_id, f"{now:.3f}", self.ttl,
                            "1" if values.get("state") in TERMINAL else "0",
-                           op, index, payload, RECENT_MAX]
+                           op, index, payload, RECENT_MAX, "1" if existing else "0"]
         for key, value in data.items():
             args += [key, value]
         with unavailable():
-            self._set_doc(keys=keys, args=args)
+            return int(self._set_doc(keys=keys, args=args)) != -1
 
     def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
         if chunk.state == COMPLETED:
@@ -244,13 +291,18 @@ class StateStore:
             self.set_doc(doc_id, chunk)
 
     def init_chunks(self, doc_id: str, total: int, per_chunk: int, pages: int,
-                    done: list[int], failed: list[ChunkState]) -> None:
+                    done: list[int], failed: list[ChunkState], one_pass: bool = False) -> None:
         """Record a plan's shape and what the disk says has ended (a redelivery keeps the
-        entries already there)."""
+        entries already there). ``one_pass``: an unchunked plan (DocState.one_pass)."""
+        key = self.doc_key(doc_id)
+        shape: list[str | int] = ["total_chunks", total, "chunk_pages", per_chunk,
+                                  "pages", pages, "one_pass", "1" if one_pass else "0"]
         with unavailable():
+            if not done and not failed:  # one command: no MULTI/EXEC around it
+                self.r.hset(key, items=shape)
+                return
             pipe = self.r.pipeline()
-            pipe.hset(self.doc_key(doc_id), mapping={
-                "total_chunks": total, "chunk_pages": per_chunk, "pages": pages})
+            pipe.hset(key, items=shape)
             for index in done:
                 pipe.setrange(self.done_key(doc_id), index, "1")
             for c in failed:
@@ -282,11 +334,16 @@ class StateStore:
         with unavailable():
             self.r.zrem(self.active_key, doc_id)
 
-    def count_delivery(self, task_id: str, retries: int) -> int:
-        """How many times this message (this task at this retry) has been delivered."""
+    def count_redelivery(self, task_id: str, retries: int) -> int:
+        """How many times this message (this task at this retry) has been delivered again.
+
+        Only redeliveries are counted (the first delivery is not: the caller adds it), so a
+        message delivered once, which is nearly every message, costs no Redis command. No
+        MULTI: the INCR and its EXPIRE go in one round trip, and nothing reads between them.
+        """
         key = f"{self.prefix}deliveries:{task_id}:{retries}"
         with unavailable():
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, self.ttl)
             count, _ = pipe.execute()
@@ -295,14 +352,12 @@ class StateStore:
     # reads -------------------------------------------------------------------------------
     def get(self, doc_id: str) -> DocState | None:
         with unavailable():
-            pipe = self.r.pipeline()
-            pipe.hgetall(self.doc_key(doc_id))
-            pipe.hgetall(self.chunks_key(doc_id))
-            pipe.get(self.done_key(doc_id))
-            pipe.hgetall(self.retried_key(doc_id))
-            pipe.get(self.version_key(doc_id))
-            fields, entries, done, retried, version = pipe.execute()
-        return _doc_state(doc_id, fields, entries, done, retried, version)
+            reply = self._read(keys=[*self._keys(doc_id), self.version_key(doc_id)])
+        if not reply:
+            return None
+        fields, entries, done, retried, version = reply
+        return _doc_state(doc_id, _pairs(fields), _pairs(entries), done, _pairs(retried),
+                          version)
 
     def take_progress(self, doc_id: str, token: str,
                       hold_ms: int = 10_000) -> tuple[bool, DocState | None]:
