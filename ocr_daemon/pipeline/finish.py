@@ -19,7 +19,7 @@ from ocr_daemon.engines.gemini.usage import total as usage_total
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
 from ocr_daemon.pipeline import searchable
 from ocr_daemon.record.disk import ChunkError, ChunkResult, Outcome, Plan
-from ocr_daemon.record.doc import Doc, pending_chunks, publish
+from ocr_daemon.record.doc import Doc, pending_chunks
 from ocr_daemon.record.layout import TRASH_PREFIX, free_name
 from ocr_daemon.record.progress import source_info
 from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED, Lock
@@ -180,8 +180,8 @@ def skip_duplicate(rt: Runtime, doc: Doc, earlier: dict[str, Any]) -> str:
 def _skip(rt: Runtime, doc: Doc, outcome: Outcome) -> None:
     earlier = outcome.duplicate_of or {}
     now = iso(rt.clock.time())
-    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now, duplicate_of=earlier)
-    publish(rt, doc, None, wait=True)
+    rt.progress.publish(doc.out, doc.manifest, None, wait=True, write={
+        "state": COMPLETED, "finished_at": now, "duplicate_of": earlier})
     _move_original(doc, outcome)
     atomic.write_json(doc.out.result, {
         "schema": RESULT_SCHEMA,
@@ -238,9 +238,11 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
         pdf_file, pdf_warnings = searchable.write_pdf(doc, plan, pages)
         warnings += pdf_warnings
     now = iso(rt.clock.time())
-    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
-    # The state the terminal progress was written from: chunk attempts without another read.
-    live = rt.progress.publish(out, doc.manifest, plan, wait=True)
+    # The state written, the progress file from it, and that state returned (the chunks'
+    # attempts): one round trip where a write, a read for the file and a read for the
+    # attempts took three.
+    live = rt.progress.publish(out, doc.manifest, plan, wait=True,
+                               write={"state": COMPLETED, "finished_at": now})
     attempts = {c.index: c.attempts for c in live.chunks} if live else {}
     _move_original(doc, outcome)  # before the result: its presence means everything is done
     atomic.write_json(out.result, {
@@ -275,8 +277,8 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: Outcome) -> None:
     state = outcome.state if outcome.state in (FAILED, CANCELLED) else FAILED
     if doc.manifest.sha256:  # dropping it again must process it, not skip it as a duplicate
         rt.store.forget_sha(doc.watch.name, doc.manifest.sha256, doc.doc_id)
-    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome.error)
-    publish(rt, doc, plan, wait=True)
+    rt.progress.publish(out, doc.manifest, plan, wait=True,
+                        write={"state": state, "finished_at": now, "error": outcome.error})
     atomic.write_json(out.error, {
         "schema": ERROR_SCHEMA,
         "doc_id": doc.doc_id,

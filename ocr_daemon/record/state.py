@@ -72,6 +72,12 @@ class DocState:
         if index < len(self.done) and self.done[index] == "1":
             return ChunkState(index, pages, COMPLETED, self.retried.get(index, 1))
         entry = self.entries.get(index)
+        if self.one_pass and entry and self.state == COMPLETED and entry["state"] != FAILED:
+            # An entry left by an earlier try (a retry whose message the reaper sent again):
+            # a quiet try completed the chunk with its document (pipeline.chunk).
+            return ChunkState(index, pages, COMPLETED, max(1, entry.get("attempts", 1)),
+                              started_at=entry.get("started_at"),
+                              finished_at=self.fields.get("finished_at"))
         if entry:
             return ChunkState(index, pages, **entry)
         if self.one_pass and self.state in ONE_PASS_CHUNK:
@@ -94,9 +100,10 @@ class DocState:
 
 
 _SET_DOC = """
--- KEYS: doc, chunks, done, retried, version, active, recent
+-- KEYS: doc, chunks, done, retried, version, active, recent, progress lock
 -- ARGV: doc_id, now, ttl, terminal, chunk op (set|done|none), index, payload, recent max,
---       only if the document exists (1|0), then field, value pairs
+--       only if the document exists (1|0), progress lock token ('' = not taken), its hold
+--       ms, then field, value pairs
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state and ARGV[9] == '1' then return -1 end
 local ended = state == 'completed' or state == 'failed' or state == 'cancelled'
@@ -108,13 +115,15 @@ elseif ARGV[5] == 'done' then
   redis.call('SETRANGE', KEYS[3], tonumber(ARGV[6]), '1')
   if tonumber(ARGV[7]) > 1 then redis.call('HSET', KEYS[4], ARGV[6], ARGV[7]) end
 end
-if #ARGV >= 10 then redis.call('HSET', KEYS[1], unpack(ARGV, 10, #ARGV)) end
-redis.call('INCR', KEYS[5])
+if #ARGV >= 12 then redis.call('HSET', KEYS[1], unpack(ARGV, 12, #ARGV)) end
+local version = redis.call('INCR', KEYS[5])
+local chunky = nil
 if ARGV[4] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('EXPIRE', KEYS[5], ARGV[3])
   -- a one-pass document never had chunk keys: one EXISTS instead of three EXPIREs
-  if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
+  chunky = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4])
+  if chunky > 0 then
     for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
   end
   redis.call('ZREM', KEYS[6], ARGV[1])
@@ -124,7 +133,14 @@ if ARGV[4] == '1' then
 else
   redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
 end
-return 1
+if ARGV[10] == '' then return 1 end
+-- and take the progress writer's lock, reading the state just written (as _TAKE_PROGRESS)
+if not redis.call('SET', KEYS[8], ARGV[10], 'NX', 'PX', ARGV[11]) then return {0} end
+local fields = redis.call('HGETALL', KEYS[1])
+if chunky == nil then chunky = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) end
+if chunky == 0 then return {1, fields, {}, '', {}, version} end
+return {1, fields, redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[3]) or '',
+        redis.call('HGETALL', KEYS[4]), version}
 """
 
 # The state of a document in one read (atomic, like the MULTI it replaces); a document
@@ -237,6 +253,9 @@ class StateStore:
         return Lock(self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout,
                                 blocking_timeout=timeout if wait is None else wait, sleep=0.01))
 
+    def progress_lock_key(self, doc_id: str) -> str:
+        return f"{self.prefix}lock:progress:{doc_id}"
+
     def done_key(self, doc_id: str) -> str:
         return f"{self.prefix}doc:{doc_id}:done"
 
@@ -263,6 +282,22 @@ class StateStore:
         is in flight none of its keys expire, so refreshing its TTL on every write (an
         EXPIRE per write) bought nothing.
         """
+        keys, args = self._set_args(doc_id, chunk, completed, existing, "", values)
+        with unavailable():
+            return int(self._set_doc(keys=keys, args=args)) != -1
+
+    def set_doc_taking(self, doc_id: str, token: str, hold_ms: int = 10_000,
+                       **values: Any) -> tuple[bool, DocState | None]:
+        """set_doc, then take_progress, in one round trip (a state the caller publishes at
+        once): whether the progress writer's lock was taken, and the state then."""
+        keys, args = self._set_args(doc_id, None, None, False, token, values, hold_ms)
+        with unavailable():
+            reply = self._set_doc(keys=keys, args=args)
+        return self._taken(doc_id, reply)
+
+    def _set_args(self, doc_id: str, chunk: ChunkState | None, completed: ChunkState | None,
+                  existing: bool, token: str, values: dict[str, Any],
+                  hold_ms: int = 10_000) -> tuple[list[str], list[Any]]:
         now = self.clock.time()
         data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v))
                 for k, v in values.items() if v is not None}
@@ -275,14 +310,14 @@ class StateStore:
         else:
             op, index, payload = "none", 0, ""
         keys = [*self._keys(doc_id), self.version_key(doc_id), self.active_key,
-                self.recent_key]
+                self.recent_key, self.progress_lock_key(doc_id)]
         args: list[Any] = [doc_id, f"{now:.3f}", self.ttl,
                            "1" if values.get("state") in TERMINAL else "0",
-                           op, index, payload, RECENT_MAX, "1" if existing else "0"]
+                           op, index, payload, RECENT_MAX, "1" if existing else "0",
+                           token, hold_ms]
         for key, value in data.items():
             args += [key, value]
-        with unavailable():
-            return int(self._set_doc(keys=keys, args=args)) != -1
+        return keys, args
 
     def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
         if chunk.state == COMPLETED:
@@ -363,10 +398,14 @@ class StateStore:
                       hold_ms: int = 10_000) -> tuple[bool, DocState | None]:
         """Take the document's progress-writer lock and read its state in one round trip."""
         with unavailable():
-            reply = self._take(keys=[f"{self.prefix}lock:progress:{doc_id}",
+            reply = self._take(keys=[self.progress_lock_key(doc_id),
                                      *self._keys(doc_id), self.version_key(doc_id)],
                                args=[token, hold_ms])
-        if not reply[0]:
+        return self._taken(doc_id, reply)
+
+    @staticmethod
+    def _taken(doc_id: str, reply: list[Any]) -> tuple[bool, DocState | None]:
+        if not reply or not reply[0]:
             return False, None
         _, fields, entries, done, retried, version = reply
         return True, _doc_state(doc_id, _pairs(fields), _pairs(entries), done, _pairs(retried),
@@ -375,7 +414,7 @@ class StateStore:
     def give_progress(self, doc_id: str, token: str) -> int:
         """Release the progress-writer lock (if still ours); the version now."""
         with unavailable():
-            return int(self._give(keys=[f"{self.prefix}lock:progress:{doc_id}",
+            return int(self._give(keys=[self.progress_lock_key(doc_id),
                                         self.version_key(doc_id)], args=[token]) or 0)
 
     def active(self) -> list[str]:
