@@ -232,7 +232,10 @@ def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
     pages, warnings = _pages(doc, plan, usage)
     warnings = plan.warnings + warnings + outcome.warnings
     if "text" in doc.watch.outputs:
-        atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
+        # Its data fsynced, its folder not: the result JSON's rename comes after this one in
+        # the same folder, and that folder's fsync after it makes both durable, in order.
+        atomic.write_bytes(out.text, "\f".join(p["text"] for p in pages).encode("utf-8"),
+                           sync_dir=False)
     pdf_file = None
     if doc.watch.pdf_output:  # before the original is archived: the PDF is made from it
         pdf_file, pdf_warnings = searchable.write_pdf(doc, plan, pages)
