@@ -274,3 +274,23 @@ def test_a_one_pass_chunk_retried_once_keeps_its_attempts(
     live = m.rt.store.get(doc_id)
     assert live is not None and [(c.state, c.attempts) for c in live.chunks] == [(COMPLETED, 2)]
     assert read(m.paths.outbox / "scan.json")["chunks"][0]["attempts"] == 2
+
+
+def test_a_one_pass_ending_carries_its_result_and_a_torn_result_is_extracted_again(
+        make_env: Callable[..., Env]) -> None:
+    m = Machine(make_env().cfg)
+    doc_id = m.submit("scan.pdf", PAGES)
+    doc = m.doc(doc_id)
+    assert doc is not None
+    plan = start_document(m.rt, doc, "t1")
+    assert plan is not None and not plan.chunked
+    chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=False, first_try=True)
+    doc.dp.chunk_result(0).write_bytes(b"")  # as a power cut may leave a file not fsynced
+    chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=False)
+    assert m.engine.calls == {n: 2 for n in range(1, PAGES + 1)}  # extracted again
+    results = [json.loads(doc.dp.chunk_result(0).read_text())]
+    outcome = finish.decide(m.rt, doc, COMPLETED, results=results)
+    assert Outcome.load(doc.dp.outcome) == outcome and outcome.results == results
+    doc.dp.chunk_result(0).unlink()  # lost in a power cut after the ending was decided
+    assert start_document(m.rt, doc, "t2") is None  # the decided ending is carried out
+    assert_completed_once(m)

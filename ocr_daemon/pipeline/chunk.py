@@ -67,8 +67,9 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool,
     start_document wrote the document's state."""
     spec = plan.chunks[index]
     logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index)
-    if doc.dp.chunk_result(index).exists():
-        return ChunkOutcome(index, COMPLETED)
+    result_file = doc.dp.chunk_result(index)
+    if result_file.exists() and (plan.chunked or ChunkResult.whole(result_file)):
+        return ChunkOutcome(index, COMPLETED)  # a torn one-pass result is extracted again
     if doc.dp.chunk_error(index).exists():
         return ChunkOutcome(index, FAILED, ChunkError.load(doc.dp.chunk_error(index)).error)
     # A one-pass document's first attempt writes no chunk state: while the document is
@@ -91,7 +92,7 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool,
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
         save_layers(doc, extraction.layers)
         ChunkResult(index, [asdict(p) for p in extraction.pages], extraction.warnings,
-                    extraction.usage).save(doc.dp.chunk_result(index))
+                    extraction.usage).save(result_file, durable=plan.chunked)
     except OcrDaemonError as exc:
         metrics.engine_error(rt.store, doc.watch.engine, exc.code)
         chunk.error = describe(exc)

@@ -50,16 +50,22 @@ def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:
         return carry_out(rt, doc, plan, outcome)
 
 
-def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
+def _pages(doc: Doc, plan: Plan, outcome: Outcome, usage: dict[int, Any] | None = None
            ) -> tuple[list[dict[str, Any]], list[str]]:
     """Page records in page order (missing pages as empty, flagged) and chunk warnings;
-    each chunk's usage (tokens a remote engine billed) into ``usage`` when given."""
+    each chunk's usage (tokens a remote engine billed) into ``usage`` when given. A
+    one-pass document's results come from its outcome, a chunked one's from results/."""
     pages: list[dict[str, Any]] = []
     warnings: list[str] = []
+    recorded = ({r["index"]: ChunkResult.from_dict(r) for r in outcome.results}
+                if outcome.results is not None else None)
     for spec in plan.chunks:
         try:
-            result = ChunkResult.load(doc.dp.chunk_result(spec.index))
-        except FileNotFoundError:
+            if recorded is None:
+                result = ChunkResult.load(doc.dp.chunk_result(spec.index))
+            else:
+                result = recorded[spec.index]
+        except (FileNotFoundError, KeyError):
             pages += [{"number": n, "text": "", "engine": None, "missing": True}
                       for n in spec.pages]
             continue
@@ -68,6 +74,23 @@ def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
         if usage is not None:
             usage[spec.index] = result.usage
     return pages, warnings
+
+
+def _one_pass_results(doc: Doc, plan: Plan) -> list[dict[str, Any]] | None:
+    """A one-pass document's chunk results, to be recorded with its ending (its results/
+    files are not fsynced); None when one was torn by a power cut: it is removed, and
+    extracted again."""
+    results = []
+    for spec in plan.chunks:
+        path = doc.dp.chunk_result(spec.index)
+        try:
+            results.append(ChunkResult.load(path).to_dict())
+        except FileNotFoundError:
+            continue
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+    return results
 
 
 def _chunk_errors(doc: Doc, plan: Plan) -> list[dict[str, Any]]:
@@ -110,14 +133,18 @@ def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
         if outcome is None:
             if pending_chunks(doc, plan):
                 return PENDING
+            results = None if plan.chunked else _one_pass_results(doc, plan)
+            if results is None and not plan.chunked:
+                return PENDING  # a torn result: the document task extracts it again
             errors = _chunk_errors(doc, plan)
             if errors and doc.watch.on_chunk_failure == "fail":
                 outcome = decide(rt, doc, FAILED, error=_document_error(plan, errors),
-                                 chunk_errors=errors)
+                                 chunk_errors=errors, results=results)
             else:
                 lost = [f"pages {e['pages'][0]}-{e['pages'][1]} missing: {e['error']['message']}"
                         for e in errors]
-                outcome = decide(rt, doc, COMPLETED, warnings=lost, chunk_errors=errors)
+                outcome = decide(rt, doc, COMPLETED, warnings=lost, chunk_errors=errors,
+                                 results=results)
         return carry_out(rt, doc, plan, outcome)
 
 
@@ -127,15 +154,19 @@ def fail_document(rt: Runtime, doc: Doc, exc: OcrDaemonError, plan: Plan | None 
     with document_lock(rt, doc):
         if not doc.dp.manifest.exists():
             return "gone"
-        outcome = doc.outcome() or decide(rt, doc, state, error=exc.to_dict(),
-                                          chunk_errors=_chunk_errors(doc, plan) if plan else [])
+        outcome = doc.outcome() or decide(
+            rt, doc, state, error=exc.to_dict(),
+            chunk_errors=_chunk_errors(doc, plan) if plan else [],
+            results=_one_pass_results(doc, plan) if plan and not plan.chunked else None)
         return carry_out(rt, doc, plan, outcome)
 
 
 def decide(rt: Runtime, doc: Doc, state: str, *, error: dict[str, Any] | None = None,
            chunk_errors: list[dict[str, Any]] | None = None, warnings: list[str] | None = None,
-           duplicate_of: dict[str, Any] | None = None) -> Outcome:
-    """Decide the ending and record it on disk (fsynced) before any of it is carried out."""
+           duplicate_of: dict[str, Any] | None = None,
+           results: list[dict[str, Any]] | None = None) -> Outcome:
+    """Decide the ending and record it on disk (fsynced) before any of it is carried out;
+    ``results``: a one-pass document's chunk results (Outcome.results)."""
     out = doc.out
     if state == COMPLETED:
         target: Path | None = (free_name(out.archive, doc.manifest.name, doc.doc_id)
@@ -147,7 +178,7 @@ def decide(rt: Runtime, doc: Doc, state: str, *, error: dict[str, Any] | None = 
         original_to=str(target.relative_to(doc.paths.root)) if target else None,
         decided_at=iso(rt.clock.time()),
         error=error, chunk_errors=chunk_errors or [], warnings=warnings or [],
-        duplicate_of=duplicate_of,
+        duplicate_of=duplicate_of, results=results,
     )
     outcome.save(doc.dp.outcome)
     return outcome
@@ -229,7 +260,7 @@ def _move_original(doc: Doc, outcome: Outcome) -> None:
 def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
     out = doc.out
     usage: dict[int, Any] = {}
-    pages, warnings = _pages(doc, plan, usage)
+    pages, warnings = _pages(doc, plan, outcome, usage)
     warnings = plan.warnings + warnings + outcome.warnings
     if "text" in doc.watch.outputs:
         # Its data fsynced, its folder not: the result JSON's rename comes after this one in
@@ -273,7 +304,7 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: Outcome) -> None:
     out = doc.out
     _move_original(doc, outcome)
     if plan is not None:
-        pages, _ = _pages(doc, plan)
+        pages, _ = _pages(doc, plan, outcome)
         if any(not p.get("missing") for p in pages):
             atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())

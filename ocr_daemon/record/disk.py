@@ -128,11 +128,14 @@ class Outcome:
     chunk_errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     duplicate_of: dict[str, Any] | None = None  # `duplicates: skip`: the earlier document
+    # A one-pass document's chunk results (ChunkResult.to_dict), recorded with its ending:
+    # its results/ files are not fsynced, this durable record is what the ending reads.
+    results: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         return {k: v for k, v in data.items()
-                if not (v is None and k in ("error", "duplicate_of"))}
+                if not (v is None and k in ("error", "duplicate_of", "results"))}
 
     def save(self, path: Path) -> None:
         atomic.write_json(path, self.to_dict())
@@ -148,7 +151,7 @@ class Outcome:
                    decided_at=data.get("decided_at", ""), error=data.get("error"),
                    chunk_errors=list(data.get("chunk_errors") or []),
                    warnings=list(data.get("warnings") or []),
-                   duplicate_of=data.get("duplicate_of"))
+                   duplicate_of=data.get("duplicate_of"), results=data.get("results"))
 
 
 @dataclass
@@ -161,18 +164,35 @@ class ChunkResult:
     usage: dict[str, Any] | None = None  # what a remote engine billed for it (gemini: tokens)
     schema: str = CHUNK_RESULT_SCHEMA
 
-    def save(self, path: Path) -> None:
+    def to_dict(self) -> dict[str, Any]:
         data = {"schema": self.schema, "index": self.index, "pages": self.pages,
                 "warnings": self.warnings}
         if self.usage is not None:  # only what a remote engine billed
             data["usage"] = self.usage
-        atomic.write_json(path, data, create_parents=False)
+        return data
+
+    def save(self, path: Path, durable: bool = True) -> None:
+        """``durable=False`` for a one-pass document's result: until its ending is decided a
+        lost or torn one is extracted again, and the decided ending carries it (Outcome)."""
+        atomic.write_json(path, self.to_dict(), create_parents=False, durable=durable)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkResult:
+        return cls(index=int(data["index"]), pages=list(data["pages"]),
+                   warnings=list(data.get("warnings") or []), usage=data.get("usage"))
 
     @classmethod
     def load(cls, path: Path) -> ChunkResult:
-        data = atomic.read_json(path)
-        return cls(index=int(data["index"]), pages=list(data["pages"]),
-                   warnings=list(data.get("warnings") or []), usage=data.get("usage"))
+        return cls.from_dict(atomic.read_json(path))
+
+    @classmethod
+    def whole(cls, path: Path) -> bool:
+        """The result file exists and reads (not torn by a power cut: see save)."""
+        try:
+            cls.load(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
 
 
 @dataclass
