@@ -43,7 +43,8 @@ class Manifest:
         return f"{self.rel_dir}/{self.name}" if self.rel_dir else self.name
 
     def save(self, path: Path, create_parents: bool = True, sync_dir: bool = True) -> None:
-        atomic.write_json(path, asdict(self), create_parents=create_parents, sync_dir=sync_dir)
+        atomic.write_json(path, asdict(self), create_parents=create_parents, sync_dir=sync_dir,
+                          compact=True)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -81,7 +82,8 @@ class Plan:
     def save(self, path: Path) -> None:
         # Not fsynced: a plan lost or torn in a crash is made again from the original
         # (splitting keeps chunk files already written).
-        atomic.write_json(path, self.to_dict(), create_parents=False, durable=False)
+        atomic.write_json(path, self.to_dict(), create_parents=False, durable=False,
+                          compact=True)
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -104,7 +106,8 @@ class DispatchNote:
 
     def save(self, path: Path, durable: bool = False) -> None:
         # Never creates the record's folder: an ending may have removed it meanwhile.
-        atomic.write_json(path, asdict(self), create_parents=False, durable=durable)
+        atomic.write_json(path, asdict(self), create_parents=False, durable=durable,
+                          compact=True)
 
     @classmethod
     def load(cls, path: Path) -> DispatchNote | None:
@@ -138,7 +141,7 @@ class Outcome:
                 if not (v is None and k in ("error", "duplicate_of", "results"))}
 
     def save(self, path: Path) -> None:
-        atomic.write_json(path, self.to_dict())
+        atomic.write_json(path, self.to_dict(), compact=True)
 
     @classmethod
     def load(cls, path: Path) -> Outcome | None:
@@ -174,7 +177,8 @@ class ChunkResult:
     def save(self, path: Path, durable: bool = True) -> None:
         """``durable=False`` for a one-pass document's result: until its ending is decided a
         lost or torn one is extracted again, and the decided ending carries it (Outcome)."""
-        atomic.write_json(path, self.to_dict(), create_parents=False, durable=durable)
+        atomic.write_json(path, self.to_dict(), create_parents=False, durable=durable,
+                          compact=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChunkResult:
@@ -203,7 +207,7 @@ class ChunkError:
     error: dict[str, Any]
 
     def save(self, path: Path) -> None:
-        atomic.write_json(path, asdict(self), create_parents=False)
+        atomic.write_json(path, asdict(self), create_parents=False, compact=True)
 
     @classmethod
     def load(cls, path: Path) -> ChunkError:
