@@ -80,7 +80,7 @@ def small_documents(inputs: list[Path], settle: float = 0.3
                workers={"concurrency": os.cpu_count() or 2},
                logging={"level": "warning", "format": "json"}) as (env, redis):
         staging = env.root / "staging"
-        staging.mkdir()
+        staging.mkdir(parents=True)
         for source in inputs:
             os.link(source, staging / source.name)
         yield env, redis, staging

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ocr_daemon.commands.cancel import cancel
+from ocr_daemon.engines.base import Extraction, PageRequest
+from ocr_daemon.errors import ServerError
 from ocr_daemon.pipeline import chunk as chunkwork
 from ocr_daemon.pipeline import finish
 from ocr_daemon.pipeline.start import start_document
 from ocr_daemon.record.disk import DispatchNote, Outcome
 from ocr_daemon.record.state import COMPLETED, PROCESSING
 from tests.conftest import Env
-from tests.support.inprocess import Machine, WorkerKilled
+from tests.support.inprocess import Machine, PageEngine, WorkerKilled
 
 # Five pages in chunks of two: three chunks (pages 1-2, 3-4, 5).
 PAGES = 5
@@ -210,3 +213,84 @@ def test_a_duplicate_is_skipped_with_its_ending_recorded_and_carried_out(
     assert m.files("archive") == ["copy.pdf", "scan.pdf"]
     assert m.files("processing") == [] and m.deliver(second) == "gone"
     assert m.engine.calls == {n: 1 for n in range(1, PAGES + 1)}
+
+
+def one_pass_keys(m: Machine, doc_id: str) -> int:
+    store = m.rt.store
+    return int(store.r.exists(store.chunks_key(doc_id), store.done_key(doc_id),
+                              store.retried_key(doc_id)))
+
+
+def test_a_one_pass_document_shows_its_chunk_by_its_own_state_without_chunk_keys(
+        make_env: Callable[..., Env]) -> None:
+    m = Machine(make_env().cfg)  # 5 pages, below chunk_threshold_pages: one pass
+    doc_id = m.submit("scan.pdf", PAGES)
+    doc = m.doc(doc_id)
+    assert doc is not None
+    plan = start_document(m.rt, doc, "t1")
+    assert plan is not None and not plan.chunked
+    live = m.rt.store.get(doc_id)
+    assert live is not None and live.one_pass
+    assert [(c.state, c.attempts) for c in live.chunks] == [(PROCESSING, 1)]
+    chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=False, first_try=True)
+    assert finish.aggregate(m.rt, doc, plan) == COMPLETED
+    assert_completed_once(m)
+    assert one_pass_keys(m, doc_id) == 0  # its chunk was never written on its own
+    live = m.rt.store.get(doc_id)
+    assert live is not None and [(c.state, c.attempts) for c in live.chunks] == [(COMPLETED, 1)]
+    assert read(m.paths.outbox / "scan.json")["chunks"][0]["attempts"] == 1
+    progress = read(m.paths.outbox / "scan.progress.json")
+    assert progress["chunks"]["completed"] == 1 and progress["progress_percentage"] == 100
+
+
+@dataclass
+class FlakyEngine(PageEngine):
+    """Fails its first ``errors`` calls as a server would (retryable), then answers."""
+
+    errors: int = 1
+
+    def extract(self, request: PageRequest) -> Extraction:
+        if self.errors:
+            self.errors -= 1
+            raise ServerError("503 from the engine")
+        return super().extract(request)
+
+
+def test_a_one_pass_chunk_retried_once_keeps_its_attempts(
+        make_env: Callable[..., Env]) -> None:
+    m = Machine(make_env().cfg)
+    m.engine = FlakyEngine()
+    doc_id = m.submit("scan.pdf", PAGES)
+    doc = m.doc(doc_id)
+    assert doc is not None
+    plan = start_document(m.rt, doc, "t1")
+    assert plan is not None
+    with pytest.raises(ServerError):  # retryable: back to Celery
+        chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=True, first_try=True)
+    live = m.rt.store.get(doc_id)
+    assert live is not None and live.chunk(0).attempts == 1 and live.chunk(0).error
+    chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=True)  # Celery's retry
+    assert finish.aggregate(m.rt, doc, plan) == COMPLETED
+    live = m.rt.store.get(doc_id)
+    assert live is not None and [(c.state, c.attempts) for c in live.chunks] == [(COMPLETED, 2)]
+    assert read(m.paths.outbox / "scan.json")["chunks"][0]["attempts"] == 2
+
+
+def test_a_one_pass_ending_carries_its_result_and_a_torn_result_is_extracted_again(
+        make_env: Callable[..., Env]) -> None:
+    m = Machine(make_env().cfg)
+    doc_id = m.submit("scan.pdf", PAGES)
+    doc = m.doc(doc_id)
+    assert doc is not None
+    plan = start_document(m.rt, doc, "t1")
+    assert plan is not None and not plan.chunked
+    chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=False, first_try=True)
+    doc.dp.chunk_result(0).write_bytes(b"")  # as a power cut may leave a file not fsynced
+    chunkwork.run_chunk(m.rt, doc, plan, 0, may_retry=False)
+    assert m.engine.calls == {n: 2 for n in range(1, PAGES + 1)}  # extracted again
+    results = [json.loads(doc.dp.chunk_result(0).read_text())]
+    outcome = finish.decide(m.rt, doc, COMPLETED, results=results)
+    assert Outcome.load(doc.dp.outcome) == outcome and outcome.results == results
+    doc.dp.chunk_result(0).unlink()  # lost in a power cut after the ending was decided
+    assert start_document(m.rt, doc, "t2") is None  # the decided ending is carried out
+    assert_completed_once(m)

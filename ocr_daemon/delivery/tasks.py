@@ -85,9 +85,22 @@ def _retry(task: Task, exc: OcrDaemonError, rt: runtime.Runtime, doc_id: str) ->
     return task.retry(exc=exc, countdown=delay, max_retries=w.max_retries + waited)
 
 
+def _redelivered(task: Task) -> bool:
+    """The message was handed back to its queue before (kombu marks it so)."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
+
+
 def _crashed_too_often(task: Task, rt: runtime.Runtime) -> WorkerCrashed | None:
-    """A message delivered again and again killed its worker each time: a poison document."""
-    count = rt.store.count_delivery(task.request.id, task.request.retries)
+    """A message delivered again and again killed its worker each time: a poison document.
+
+    A first delivery is not counted in Redis: only a message handed back to its queue can
+    kill a worker twice, and kombu marks every message it hands back (a worker lost, the
+    visibility timeout, the reaper's restore) as redelivered. So the count is the
+    redeliveries counted in Redis plus the first delivery.
+    """
+    if not _redelivered(task):
+        return None
+    count = rt.store.count_redelivery(task.request.id, task.request.retries) + 1
     cap = current_config().workers.max_redeliveries
     if count <= cap + 1:
         return None
@@ -111,8 +124,10 @@ def process_document(self: Task, watch: str, doc_id: str, waited: int = 0) -> No
         if plan is None:
             return
         if not plan.chunked:  # every chunk here (`auto`: its text chunks are read already)
+            first_try = self.request.retries == 0 and not _redelivered(self)
             for spec in plan.chunks:
-                chunkwork.run_chunk(rt, doc, plan, spec.index, may_retry=_may_retry(self))
+                chunkwork.run_chunk(rt, doc, plan, spec.index, may_retry=_may_retry(self),
+                                    first_try=first_try)
             _end(self, rt, doc, plan)
             return
         window = first_window(doc, plan)

@@ -18,7 +18,7 @@ from ocr_daemon import atomic
 from ocr_daemon.clock import Clock, iso
 from ocr_daemon.errors import StorageError
 from ocr_daemon.record.disk import Manifest, new_doc_id
-from ocr_daemon.record.layout import Outputs, WatchPaths, reserve_stem
+from ocr_daemon.record.layout import Outputs, WatchPaths, reserve_stem, stem_candidates
 from ocr_daemon.record.progress import snapshot
 
 
@@ -49,7 +49,8 @@ def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int, *,
     ``engine`` (an override of the watch's) go into the manifest.
 
     The settled file is hashed first, so the durable manifest written before the rename holds
-    everything but the output stem, which only the winner of the rename reserves.
+    everything; its output stem is the plain one, which only the winner of the rename
+    reserves (complete_claim), rewriting the manifest only when another document holds it.
     """
     now = clock.time()
     doc_id = new_doc_id(now)
@@ -59,6 +60,9 @@ def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int, *,
         claimed_at=iso(now), claimed_by=f"{socket.gethostname()}:{os.getpid()}",
         original_name=original_name, engine=engine,
     )
+    # Tentative until reserved: nothing reads a stem before complete_claim (the sweep calls it
+    # too), so the common case, a free plain stem, writes and fsyncs the manifest only once.
+    manifest.stem = stem_candidates(manifest.name, doc_id)[0]
     try:
         manifest.size, manifest.sha256 = sha256_of(src, max_bytes)
     except OSError:
@@ -81,8 +85,10 @@ def claim(paths: WatchPaths, src: Path, clock: Clock, max_bytes: int, *,
             os.rename(dp.source, src)
             shutil.rmtree(dp.dir, ignore_errors=True)
         return None
+    # One fsync: the record's folder holds both renames (manifest, original). The inbox is not
+    # fsynced: a rename is one journaled change, durable on both sides once the folder it
+    # went into is (atomic.move relies on the same).
     atomic.fsync_dir(dp.dir)
-    atomic.fsync_dir(src.parent)
     complete_claim(paths, doc_id, manifest, clock, max_bytes)
     return manifest
 

@@ -60,26 +60,40 @@ def save_layers(doc: Doc, layers: dict[int, bytes]) -> None:
         atomic.write_bytes(doc.dp.layer(number), data, create_parents=False, durable=False)
 
 
-def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool) -> ChunkOutcome:
-    """Extract chunk ``index``. A retryable error is raised when ``may_retry``, else recorded."""
+def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool,
+              first_try: bool = False) -> ChunkOutcome:
+    """Extract chunk ``index``. A retryable error is raised when ``may_retry``, else recorded.
+
+    ``first_try``: the document's task on its first delivery and first try, right after
+    start_document wrote the document's state."""
     spec = plan.chunks[index]
     logger = log.get(doc_id=doc.doc_id, watch=doc.watch.name, chunk=index)
-    if doc.dp.chunk_result(index).exists():
-        return ChunkOutcome(index, COMPLETED)
+    result_file = doc.dp.chunk_result(index)
+    if result_file.exists() and (plan.chunked or ChunkResult.whole(result_file)):
+        return ChunkOutcome(index, COMPLETED)  # a torn one-pass result is extracted again
     if doc.dp.chunk_error(index).exists():
         return ChunkOutcome(index, FAILED, ChunkError.load(doc.dp.chunk_error(index)).error)
-    live = ensure_live(rt, doc, plan)  # Redis may have lost the document's state: rebuild it
-    chunk = live.chunk(index)
-    chunk.state, chunk.attempts = PROCESSING, chunk.attempts + 1
+    # A one-pass document's first attempt writes no chunk state: while the document is
+    # processing or completed, its chunk's state is the document's (DocState.chunk). A
+    # retry or a failure still writes the chunk's entry, as for chunked documents.
+    if first_try and not plan.chunked:
+        # Nothing to read: start_document has just written (or rebuilt) the document's
+        # state, and only an earlier try or delivery could have left an entry for its chunk.
+        quiet, chunk = True, ChunkState(index, [spec.first_page, spec.last_page])
+    else:
+        live = ensure_live(rt, doc, plan)  # Redis may have lost the state: rebuilt from disk
+        quiet, chunk = live.one_pass and index not in live.entries, live.chunk(index)
+    chunk.state, chunk.attempts = PROCESSING, (1 if quiet else chunk.attempts + 1)
     chunk.started_at, chunk.error = iso(rt.clock.time()), None
-    rt.store.set_chunk(doc.doc_id, chunk)
-    _publish(rt, doc, plan)
+    if not quiet:
+        rt.store.set_chunk(doc.doc_id, chunk)
+        _publish(rt, doc, plan)
     started = rt.clock.monotonic()
     try:
         extraction = rt.engine(doc.watch).extract(request_for(doc, plan, spec))
         save_layers(doc, extraction.layers)
         ChunkResult(index, [asdict(p) for p in extraction.pages], extraction.warnings,
-                    extraction.usage).save(doc.dp.chunk_result(index))
+                    extraction.usage).save(result_file, durable=plan.chunked)
     except OcrDaemonError as exc:
         metrics.engine_error(rt.store, doc.watch.engine, exc.code)
         chunk.error = describe(exc)
@@ -93,8 +107,9 @@ def run_chunk(rt: Runtime, doc: Doc, plan: Plan, index: int, *, may_retry: bool)
     metrics.extracted(rt.store, doc.watch.engine, doc.watch.name, extraction.pages,
                       rt.clock.monotonic() - started)
     chunk.state, chunk.finished_at = COMPLETED, iso(rt.clock.time())
-    rt.store.set_chunk(doc.doc_id, chunk)
-    _publish(rt, doc, plan)
+    if not quiet:  # else completed with its document, in the ending's one write
+        rt.store.set_chunk(doc.doc_id, chunk)
+        _publish(rt, doc, plan)
     logger.info("chunk_done", pages=len(spec.pages),
                 seconds=round(rt.clock.monotonic() - started, 3))
     return ChunkOutcome(index, COMPLETED)

@@ -19,7 +19,7 @@ from ocr_daemon.engines.gemini.usage import total as usage_total
 from ocr_daemon.errors import ChunksFailed, OcrDaemonError
 from ocr_daemon.pipeline import searchable
 from ocr_daemon.record.disk import ChunkError, ChunkResult, Outcome, Plan
-from ocr_daemon.record.doc import Doc, pending_chunks, publish
+from ocr_daemon.record.doc import Doc, pending_chunks
 from ocr_daemon.record.layout import TRASH_PREFIX, free_name
 from ocr_daemon.record.progress import source_info
 from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED, Lock
@@ -50,16 +50,22 @@ def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:
         return carry_out(rt, doc, plan, outcome)
 
 
-def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
+def _pages(doc: Doc, plan: Plan, outcome: Outcome, usage: dict[int, Any] | None = None
            ) -> tuple[list[dict[str, Any]], list[str]]:
     """Page records in page order (missing pages as empty, flagged) and chunk warnings;
-    each chunk's usage (tokens a remote engine billed) into ``usage`` when given."""
+    each chunk's usage (tokens a remote engine billed) into ``usage`` when given. A
+    one-pass document's results come from its outcome, a chunked one's from results/."""
     pages: list[dict[str, Any]] = []
     warnings: list[str] = []
+    recorded = ({r["index"]: ChunkResult.from_dict(r) for r in outcome.results}
+                if outcome.results is not None else None)
     for spec in plan.chunks:
         try:
-            result = ChunkResult.load(doc.dp.chunk_result(spec.index))
-        except FileNotFoundError:
+            if recorded is None:
+                result = ChunkResult.load(doc.dp.chunk_result(spec.index))
+            else:
+                result = recorded[spec.index]
+        except (FileNotFoundError, KeyError):
             pages += [{"number": n, "text": "", "engine": None, "missing": True}
                       for n in spec.pages]
             continue
@@ -70,6 +76,23 @@ def _pages(doc: Doc, plan: Plan, usage: dict[int, Any] | None = None
     # `auto`'s text-layer chunks come first in the plan, its OCR chunks after them.
     pages.sort(key=lambda page: int(page["number"]))
     return pages, warnings
+
+
+def _one_pass_results(doc: Doc, plan: Plan) -> list[dict[str, Any]] | None:
+    """A one-pass document's chunk results, to be recorded with its ending (its results/
+    files are not fsynced); None when one was torn by a power cut: it is removed, and
+    extracted again."""
+    results = []
+    for spec in plan.chunks:
+        path = doc.dp.chunk_result(spec.index)
+        try:
+            results.append(ChunkResult.load(path).to_dict())
+        except FileNotFoundError:
+            continue
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+    return results
 
 
 def _chunk_errors(doc: Doc, plan: Plan) -> list[dict[str, Any]]:
@@ -112,14 +135,18 @@ def aggregate(rt: Runtime, doc: Doc, plan: Plan) -> str:
         if outcome is None:
             if pending_chunks(doc, plan):
                 return PENDING
+            results = None if plan.chunked else _one_pass_results(doc, plan)
+            if results is None and not plan.chunked:
+                return PENDING  # a torn result: the document task extracts it again
             errors = _chunk_errors(doc, plan)
             if errors and doc.watch.on_chunk_failure == "fail":
                 outcome = decide(rt, doc, FAILED, error=_document_error(plan, errors),
-                                 chunk_errors=errors)
+                                 chunk_errors=errors, results=results)
             else:
                 lost = [f"pages {e['pages'][0]}-{e['pages'][1]} missing: {e['error']['message']}"
                         for e in errors]
-                outcome = decide(rt, doc, COMPLETED, warnings=lost, chunk_errors=errors)
+                outcome = decide(rt, doc, COMPLETED, warnings=lost, chunk_errors=errors,
+                                 results=results)
         return carry_out(rt, doc, plan, outcome)
 
 
@@ -129,15 +156,19 @@ def fail_document(rt: Runtime, doc: Doc, exc: OcrDaemonError, plan: Plan | None 
     with document_lock(rt, doc):
         if not doc.dp.manifest.exists():
             return "gone"
-        outcome = doc.outcome() or decide(rt, doc, state, error=exc.to_dict(),
-                                          chunk_errors=_chunk_errors(doc, plan) if plan else [])
+        outcome = doc.outcome() or decide(
+            rt, doc, state, error=exc.to_dict(),
+            chunk_errors=_chunk_errors(doc, plan) if plan else [],
+            results=_one_pass_results(doc, plan) if plan and not plan.chunked else None)
         return carry_out(rt, doc, plan, outcome)
 
 
 def decide(rt: Runtime, doc: Doc, state: str, *, error: dict[str, Any] | None = None,
            chunk_errors: list[dict[str, Any]] | None = None, warnings: list[str] | None = None,
-           duplicate_of: dict[str, Any] | None = None) -> Outcome:
-    """Decide the ending and record it on disk (fsynced) before any of it is carried out."""
+           duplicate_of: dict[str, Any] | None = None,
+           results: list[dict[str, Any]] | None = None) -> Outcome:
+    """Decide the ending and record it on disk (fsynced) before any of it is carried out;
+    ``results``: a one-pass document's chunk results (Outcome.results)."""
     out = doc.out
     if state == COMPLETED:
         target: Path | None = (free_name(out.archive, doc.manifest.name, doc.doc_id)
@@ -149,7 +180,7 @@ def decide(rt: Runtime, doc: Doc, state: str, *, error: dict[str, Any] | None = 
         original_to=str(target.relative_to(doc.paths.root)) if target else None,
         decided_at=iso(rt.clock.time()),
         error=error, chunk_errors=chunk_errors or [], warnings=warnings or [],
-        duplicate_of=duplicate_of,
+        duplicate_of=duplicate_of, results=results,
     )
     outcome.save(doc.dp.outcome)
     return outcome
@@ -182,8 +213,8 @@ def skip_duplicate(rt: Runtime, doc: Doc, earlier: dict[str, Any]) -> str:
 def _skip(rt: Runtime, doc: Doc, outcome: Outcome) -> None:
     earlier = outcome.duplicate_of or {}
     now = iso(rt.clock.time())
-    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now, duplicate_of=earlier)
-    publish(rt, doc, None, wait=True)
+    rt.progress.publish(doc.out, doc.manifest, None, wait=True, write={
+        "state": COMPLETED, "finished_at": now, "duplicate_of": earlier})
     _move_original(doc, outcome)
     atomic.write_json(doc.out.result, {
         "schema": RESULT_SCHEMA,
@@ -231,18 +262,23 @@ def _move_original(doc: Doc, outcome: Outcome) -> None:
 def _complete(rt: Runtime, doc: Doc, plan: Plan, outcome: Outcome) -> None:
     out = doc.out
     usage: dict[int, Any] = {}
-    pages, warnings = _pages(doc, plan, usage)
+    pages, warnings = _pages(doc, plan, outcome, usage)
     warnings = plan.warnings + warnings + outcome.warnings
     if "text" in doc.watch.outputs:
-        atomic.write_text(out.text, "\f".join(p["text"] for p in pages))
+        # Its data fsynced, its folder not: the result JSON's rename comes after this one in
+        # the same folder, and that folder's fsync after it makes both durable, in order.
+        atomic.write_bytes(out.text, "\f".join(p["text"] for p in pages).encode("utf-8"),
+                           sync_dir=False)
     pdf_file = None
     if doc.watch.pdf_output:  # before the original is archived: the PDF is made from it
         pdf_file, pdf_warnings = searchable.write_pdf(doc, plan, pages)
         warnings += pdf_warnings
     now = iso(rt.clock.time())
-    rt.store.set_doc(doc.doc_id, state=COMPLETED, finished_at=now)
-    publish(rt, doc, plan, wait=True)
-    live = rt.store.get(doc.doc_id)
+    # The state written, the progress file from it, and that state returned (the chunks'
+    # attempts): one round trip where a write, a read for the file and a read for the
+    # attempts took three.
+    live = rt.progress.publish(out, doc.manifest, plan, wait=True,
+                               write={"state": COMPLETED, "finished_at": now})
     attempts = {c.index: c.attempts for c in live.chunks} if live else {}
     _move_original(doc, outcome)  # before the result: its presence means everything is done
     atomic.write_json(out.result, {
@@ -270,15 +306,15 @@ def _fail(rt: Runtime, doc: Doc, plan: Plan | None, outcome: Outcome) -> None:
     out = doc.out
     _move_original(doc, outcome)
     if plan is not None:
-        pages, _ = _pages(doc, plan)
+        pages, _ = _pages(doc, plan, outcome)
         if any(not p.get("missing") for p in pages):
             atomic.write_text(out.partial_text, "\f".join(p["text"] for p in pages))
     now = iso(rt.clock.time())
     state = outcome.state if outcome.state in (FAILED, CANCELLED) else FAILED
     if doc.manifest.sha256:  # dropping it again must process it, not skip it as a duplicate
         rt.store.forget_sha(doc.watch.name, doc.manifest.sha256, doc.doc_id)
-    rt.store.set_doc(doc.doc_id, state=state, finished_at=now, error=outcome.error)
-    publish(rt, doc, plan, wait=True)
+    rt.progress.publish(out, doc.manifest, plan, wait=True,
+                        write={"state": state, "finished_at": now, "error": outcome.error})
     atomic.write_json(out.error, {
         "schema": ERROR_SCHEMA,
         "doc_id": doc.doc_id,

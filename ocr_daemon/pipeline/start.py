@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from ocr_daemon import log
 from ocr_daemon.clock import iso
@@ -24,9 +25,11 @@ def start_document(rt: Runtime, doc: Doc, task_id: str | None) -> Plan | None:
     if outcome is not None:  # an ending was decided and interrupted: finish it
         resume(rt, doc, plan)
         return None
-    ensure_live(rt, doc, plan)
-    rt.store.set_doc(doc.doc_id, state=PROCESSING, task_id=task_id, waiting="",
-                     started_at=plan.started_at if plan else iso(rt.clock.time()))
+    started: dict[str, Any] = {"state": PROCESSING, "task_id": task_id, "waiting": "",
+               "started_at": plan.started_at if plan else iso(rt.clock.time())}
+    if not rt.store.set_doc(doc.doc_id, existing=True, **started):  # no read before it
+        ensure_live(rt, doc, plan)  # Redis lost the document's state: rebuilt from disk
+        rt.store.set_doc(doc.doc_id, **started)
     doc.dp.results.mkdir(exist_ok=True)  # before the plan: `auto`'s text pass saves there
     if plan is None:
         try:

@@ -25,7 +25,7 @@ def read_text_layers(rt: Runtime, doc: Doc, path: Path,
     if not isinstance(engine, TextFirst):
         raise EngineUnavailable(f"engine {doc.watch.engine!r} has no text pass")
     started = rt.clock.monotonic()
-    chunks: list[list[int]] = []
+    results: list[ChunkResult] = []
     ocr: list[int] = []
     read: list[PageText] = []
     step = doc.watch.text_chunk_pages
@@ -35,10 +35,15 @@ def read_text_layers(rt: Runtime, doc: Doc, path: Path,
                                              layers=doc.watch.pdf_output))
         ocr += [p.number for p in found.ocr]
         if found.read.pages:
-            ChunkResult(len(chunks), [asdict(p) for p in found.read.pages],
-                        found.read.warnings).save(doc.dp.chunk_result(len(chunks)))
-            chunks.append([p.number for p in found.read.pages])
+            results.append(ChunkResult(len(results), [asdict(p) for p in found.read.pages],
+                                       found.read.warnings))
             read += found.read.pages
+    # Without OCR pages the plan is one pass, whose results the decided ending carries
+    # (Outcome): a lost or torn one is read again. Beside chunks that fan out, they are
+    # durable like any chunk's result.
+    for result in results:
+        result.save(doc.dp.chunk_result(result.index), durable=bool(ocr))
+    chunks = [[int(p["number"]) for p in result.pages] for result in results]
     seconds = rt.clock.monotonic() - started
     if read:
         metrics.extracted(rt.store, doc.watch.engine, doc.watch.name, read, seconds)

@@ -43,7 +43,8 @@ class Manifest:
         return f"{self.rel_dir}/{self.name}" if self.rel_dir else self.name
 
     def save(self, path: Path, create_parents: bool = True, sync_dir: bool = True) -> None:
-        atomic.write_json(path, asdict(self), create_parents=create_parents, sync_dir=sync_dir)
+        atomic.write_json(path, asdict(self), create_parents=create_parents, sync_dir=sync_dir,
+                          compact=True)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -93,7 +94,8 @@ class Plan:
     def save(self, path: Path) -> None:
         # Not fsynced: a plan lost or torn in a crash is made again from the original
         # (`auto`'s text pass writes the same result files again).
-        atomic.write_json(path, self.to_dict(), create_parents=False, durable=False)
+        atomic.write_json(path, self.to_dict(), create_parents=False, durable=False,
+                          compact=True)
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -116,7 +118,8 @@ class DispatchNote:
 
     def save(self, path: Path, durable: bool = False) -> None:
         # Never creates the record's folder: an ending may have removed it meanwhile.
-        atomic.write_json(path, asdict(self), create_parents=False, durable=durable)
+        atomic.write_json(path, asdict(self), create_parents=False, durable=durable,
+                          compact=True)
 
     @classmethod
     def load(cls, path: Path) -> DispatchNote | None:
@@ -140,14 +143,17 @@ class Outcome:
     chunk_errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     duplicate_of: dict[str, Any] | None = None  # `duplicates: skip`: the earlier document
+    # A one-pass document's chunk results (ChunkResult.to_dict), recorded with its ending:
+    # its results/ files are not fsynced, this durable record is what the ending reads.
+    results: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         return {k: v for k, v in data.items()
-                if not (v is None and k in ("error", "duplicate_of"))}
+                if not (v is None and k in ("error", "duplicate_of", "results"))}
 
     def save(self, path: Path) -> None:
-        atomic.write_json(path, self.to_dict())
+        atomic.write_json(path, self.to_dict(), compact=True)
 
     @classmethod
     def load(cls, path: Path) -> Outcome | None:
@@ -160,7 +166,7 @@ class Outcome:
                    decided_at=data.get("decided_at", ""), error=data.get("error"),
                    chunk_errors=list(data.get("chunk_errors") or []),
                    warnings=list(data.get("warnings") or []),
-                   duplicate_of=data.get("duplicate_of"))
+                   duplicate_of=data.get("duplicate_of"), results=data.get("results"))
 
 
 @dataclass
@@ -173,18 +179,36 @@ class ChunkResult:
     usage: dict[str, Any] | None = None  # what a remote engine billed for it (gemini: tokens)
     schema: str = CHUNK_RESULT_SCHEMA
 
-    def save(self, path: Path) -> None:
+    def to_dict(self) -> dict[str, Any]:
         data = {"schema": self.schema, "index": self.index, "pages": self.pages,
                 "warnings": self.warnings}
         if self.usage is not None:  # only what a remote engine billed
             data["usage"] = self.usage
-        atomic.write_json(path, data, create_parents=False)
+        return data
+
+    def save(self, path: Path, durable: bool = True) -> None:
+        """``durable=False`` for a one-pass document's result: until its ending is decided a
+        lost or torn one is extracted again, and the decided ending carries it (Outcome)."""
+        atomic.write_json(path, self.to_dict(), create_parents=False, durable=durable,
+                          compact=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkResult:
+        return cls(index=int(data["index"]), pages=list(data["pages"]),
+                   warnings=list(data.get("warnings") or []), usage=data.get("usage"))
 
     @classmethod
     def load(cls, path: Path) -> ChunkResult:
-        data = atomic.read_json(path)
-        return cls(index=int(data["index"]), pages=list(data["pages"]),
-                   warnings=list(data.get("warnings") or []), usage=data.get("usage"))
+        return cls.from_dict(atomic.read_json(path))
+
+    @classmethod
+    def whole(cls, path: Path) -> bool:
+        """The result file exists and reads (not torn by a power cut: see save)."""
+        try:
+            cls.load(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
 
 
 @dataclass
@@ -195,7 +219,7 @@ class ChunkError:
     error: dict[str, Any]
 
     def save(self, path: Path) -> None:
-        atomic.write_json(path, asdict(self), create_parents=False)
+        atomic.write_json(path, asdict(self), create_parents=False, compact=True)
 
     @classmethod
     def load(cls, path: Path) -> ChunkError:

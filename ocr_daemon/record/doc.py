@@ -109,7 +109,7 @@ def init_chunks(rt: Runtime, doc: Doc, plan: Plan) -> None:
     regular = spans == [chunk_pages(c.index, per_chunk, plan.pages) for c in plan.chunks]
     rt.store.init_chunks(doc.doc_id, len(plan.chunks), per_chunk, plan.pages,
                          [i for i, s in states.items() if s == COMPLETED], failed,
-                         None if regular else spans)
+                         one_pass=not plan.chunked, spans=None if regular else spans)
 
 
 def publish(rt: Runtime, doc: Doc, plan: Plan | None = None, wait: bool = False) -> None:

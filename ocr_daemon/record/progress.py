@@ -110,17 +110,26 @@ class ProgressPublisher:
         self.clock = clock
 
     def publish(self, out: Outputs, manifest: Manifest, plan: Plan | None,
-                wait: bool = False) -> None:
+                wait: bool = False, write: dict[str, Any] | None = None) -> DocState | None:
         """Write the sidecar; ``wait`` (terminal states) returns only once it is on disk, so
-        that the result or error file written next is never ahead of it."""
+        that the result or error file written next is never ahead of it. Returns the state
+        it wrote last (None when another writer held the lock): a caller that needs the
+        state after its own write reads it here, not in another round trip.
+
+        ``write``: document fields (StateStore.set_doc) written first, in the same round
+        trip as taking the writer's lock and reading the state."""
         doc_id = manifest.doc_id
         token = uuid.uuid4().hex
         deadline = self.clock.monotonic() + 10
         while True:
-            held, live = self.store.take_progress(doc_id, token)  # lock + state: one trip
+            if write is not None:
+                held, live = self.store.set_doc_taking(doc_id, token, **write)
+                write = None  # written: a second look only takes the lock
+            else:
+                held, live = self.store.take_progress(doc_id, token)  # lock + state: one trip
             if not held:
                 if not wait:
-                    return  # the holder will see the newer version and write again
+                    return None  # the holder will see the newer version and write again
                 if self.clock.monotonic() > deadline:
                     raise ServiceUnavailable(f"the progress lock of {doc_id} stays taken")
                 self.clock.sleep(0.01)
@@ -130,7 +139,7 @@ class ProgressPublisher:
             finally:
                 version = self.store.give_progress(doc_id, token)  # unlock + version: one trip
             if live is None or version == live.version:
-                return
+                return live
 
     @staticmethod
     def _write(out: Outputs, data: dict[str, Any]) -> None:

@@ -21,6 +21,10 @@ DOC_STATES = (QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED)
 CHUNK_STATES = (QUEUED, PROCESSING, COMPLETED, FAILED)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 RECENT_MAX = 200
+# A one-pass document's chunk without an entry of its own: (state, attempts) by the
+# document's state. Failed or cancelled ones are not derived: a chunk that failed has its
+# entry (record_failure), and one cut short by a cancel was not completed.
+ONE_PASS_CHUNK = {PROCESSING: (PROCESSING, 1), COMPLETED: (COMPLETED, 1)}
 
 
 @dataclass
@@ -71,7 +75,27 @@ class DocState:
         if index < len(self.done) and self.done[index] == "1":
             return ChunkState(index, pages, COMPLETED, self.retried.get(index, 1))
         entry = self.entries.get(index)
-        return ChunkState(index, pages, **entry) if entry else ChunkState(index, pages)
+        if self.one_pass and entry and self.state == COMPLETED and entry["state"] != FAILED:
+            # An entry left by an earlier try (a retry whose message the reaper sent again):
+            # a quiet try completed the chunk with its document (pipeline.chunk).
+            return ChunkState(index, pages, COMPLETED, max(1, entry.get("attempts", 1)),
+                              started_at=entry.get("started_at"),
+                              finished_at=self.fields.get("finished_at"))
+        if entry:
+            return ChunkState(index, pages, **entry)
+        if self.one_pass and self.state in ONE_PASS_CHUNK:
+            # The one chunk of a document done in one pass, in its first attempt, is not
+            # written (pipeline.chunk): the document's own state is the chunk's.
+            state, attempts = ONE_PASS_CHUNK[self.state]
+            return ChunkState(index, pages, state, attempts,
+                              started_at=self.fields.get("started_at"),
+                              finished_at=self.fields.get("finished_at"))
+        return ChunkState(index, pages)
+
+    @property
+    def one_pass(self) -> bool:
+        """Done in one pass (an unchunked plan): its one chunk runs in the document's task."""
+        return self.fields.get("one_pass") == "1"
 
     @property
     def chunks(self) -> list[ChunkState]:
@@ -79,10 +103,12 @@ class DocState:
 
 
 _SET_DOC = """
--- KEYS: doc, chunks, done, retried, version, active, recent
+-- KEYS: doc, chunks, done, retried, version, active, recent, progress lock
 -- ARGV: doc_id, now, ttl, terminal, chunk op (set|done|none), index, payload, recent max,
---       then field, value pairs
+--       only if the document exists (1|0), progress lock token ('' = not taken), its hold
+--       ms, then field, value pairs
 local state = redis.call('HGET', KEYS[1], 'state')
+if not state and ARGV[9] == '1' then return -1 end
 local ended = state == 'completed' or state == 'failed' or state == 'cancelled'
 if ended and ARGV[4] == '0' then return 0 end
 if ARGV[5] == 'set' then
@@ -92,11 +118,18 @@ elseif ARGV[5] == 'done' then
   redis.call('SETRANGE', KEYS[3], tonumber(ARGV[6]), '1')
   if tonumber(ARGV[7]) > 1 then redis.call('HSET', KEYS[4], ARGV[6], ARGV[7]) end
 end
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], ARGV[3])
+-- every field in one HSET: one command where one per field did the same, atomically anyway
+if #ARGV >= 12 then redis.call('HSET', KEYS[1], unpack(ARGV, 12, #ARGV)) end
+local version = redis.call('INCR', KEYS[5])
+local chunky = nil
 if ARGV[4] == '1' then
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[5], ARGV[3])
+  -- a one-pass document never had chunk keys: one EXISTS instead of three EXPIREs
+  chunky = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4])
+  if chunky > 0 then
+    for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  end
   redis.call('ZREM', KEYS[6], ARGV[1])
   redis.call('LPUSH', KEYS[7], ARGV[1])
   redis.call('LTRIM', KEYS[7], 0, tonumber(ARGV[8]) - 1)
@@ -104,16 +137,39 @@ if ARGV[4] == '1' then
 else
   redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
 end
-return 1
+if ARGV[10] == '' then return 1 end
+-- and take the progress writer's lock, reading the state just written (as _TAKE_PROGRESS)
+if not redis.call('SET', KEYS[8], ARGV[10], 'NX', 'PX', ARGV[11]) then return {0} end
+local fields = redis.call('HGETALL', KEYS[1])
+if chunky == nil then chunky = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) end
+if chunky == 0 then return {1, fields, {}, '', {}, version} end
+return {1, fields, redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[3]) or '',
+        redis.call('HGETALL', KEYS[4]), version}
+"""
+
+# The state of a document in one read (atomic, like the MULTI it replaces); a document
+# whose chunk keys do not exist (one pass) costs one EXISTS instead of three reads.
+_READ_STATE = """
+-- KEYS: doc, chunks, done, retried, version
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return {} end
+if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) == 0 then
+  return {fields, {}, '', {}, redis.call('GET', KEYS[5]) or '0'}
+end
+return {fields, redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[3]) or '',
+        redis.call('HGETALL', KEYS[4]), redis.call('GET', KEYS[5]) or '0'}
 """
 
 
 _TAKE_PROGRESS = """
 -- KEYS: lock, doc, chunks, done, retried, version; ARGV: token, hold ms
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-return {1, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-        redis.call('GET', KEYS[4]) or '', redis.call('HGETALL', KEYS[5]),
-        redis.call('GET', KEYS[6]) or '0'}
+local fields = redis.call('HGETALL', KEYS[2])
+if redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5]) == 0 then
+  return {1, fields, {}, '', {}, redis.call('GET', KEYS[6]) or '0'}
+end
+return {1, fields, redis.call('HGETALL', KEYS[3]), redis.call('GET', KEYS[4]) or '',
+        redis.call('HGETALL', KEYS[5]), redis.call('GET', KEYS[6]) or '0'}
 """
 
 _GIVE_PROGRESS = """
@@ -173,6 +229,7 @@ class StateStore:
         self.ttl = ttl
         self.clock = clock
         self._set_doc = client.register_script(_SET_DOC)
+        self._read = client.register_script(_READ_STATE)
         self._take = client.register_script(_TAKE_PROGRESS)
         self._give = client.register_script(_GIVE_PROGRESS)
 
@@ -200,6 +257,9 @@ class StateStore:
         return Lock(self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout,
                                 blocking_timeout=timeout if wait is None else wait, sleep=0.01))
 
+    def progress_lock_key(self, doc_id: str) -> str:
+        return f"{self.prefix}lock:progress:{doc_id}"
+
     def done_key(self, doc_id: str) -> str:
         return f"{self.prefix}doc:{doc_id}:done"
 
@@ -212,13 +272,36 @@ class StateStore:
 
     # writes ------------------------------------------------------------------------------
     def set_doc(self, doc_id: str, chunk: ChunkState | None = None, *,
-                completed: ChunkState | None = None, **values: Any) -> None:
+                completed: ChunkState | None = None, existing: bool = False,
+                **values: Any) -> bool:
         """Update document fields and at most one chunk, bump the version, manage TTLs.
 
         Atomic (one script): once a document has ended, later non-terminal updates (a chunk
         of a cancelled document finishing its engine call) are ignored, so nothing brings an
         ended document back into the active set or takes the expiry off its keys.
+        ``existing``: write only if Redis holds the document (False when it does not: the
+        caller rebuilds it from disk), which spares a read before the write.
+
+        The version key expires with the others at the terminal state: while the document
+        is in flight none of its keys expire, so refreshing its TTL on every write (an
+        EXPIRE per write) bought nothing.
         """
+        keys, args = self._set_args(doc_id, chunk, completed, existing, "", values)
+        with unavailable():
+            return int(self._set_doc(keys=keys, args=args)) != -1
+
+    def set_doc_taking(self, doc_id: str, token: str, hold_ms: int = 10_000,
+                       **values: Any) -> tuple[bool, DocState | None]:
+        """set_doc, then take_progress, in one round trip (a state the caller publishes at
+        once): whether the progress writer's lock was taken, and the state then."""
+        keys, args = self._set_args(doc_id, None, None, False, token, values, hold_ms)
+        with unavailable():
+            reply = self._set_doc(keys=keys, args=args)
+        return self._taken(doc_id, reply)
+
+    def _set_args(self, doc_id: str, chunk: ChunkState | None, completed: ChunkState | None,
+                  existing: bool, token: str, values: dict[str, Any],
+                  hold_ms: int = 10_000) -> tuple[list[str], list[Any]]:
         now = self.clock.time()
         data = {k: (json.dumps(v) if isinstance(v, dict | list) else str(v))
                 for k, v in values.items() if v is not None}
@@ -231,14 +314,14 @@ class StateStore:
         else:
             op, index, payload = "none", 0, ""
         keys = [*self._keys(doc_id), self.version_key(doc_id), self.active_key,
-                self.recent_key]
+                self.recent_key, self.progress_lock_key(doc_id)]
         args: list[Any] = [doc_id, f"{now:.3f}", self.ttl,
                            "1" if values.get("state") in TERMINAL else "0",
-                           op, index, payload, RECENT_MAX]
+                           op, index, payload, RECENT_MAX, "1" if existing else "0",
+                           token, hold_ms]
         for key, value in data.items():
             args += [key, value]
-        with unavailable():
-            self._set_doc(keys=keys, args=args)
+        return keys, args
 
     def set_chunk(self, doc_id: str, chunk: ChunkState) -> None:
         if chunk.state == COMPLETED:
@@ -247,18 +330,23 @@ class StateStore:
             self.set_doc(doc_id, chunk)
 
     def init_chunks(self, doc_id: str, total: int, per_chunk: int, pages: int,
-                    done: list[int], failed: list[ChunkState],
+                    done: list[int], failed: list[ChunkState], one_pass: bool = False,
                     spans: list[list[int]] | None = None) -> None:
         """Record a plan's shape and what the disk says has ended (a redelivery keeps the
-        entries already there). ``spans`` ([first, last] of each chunk) only when the chunks
-        are not ``per_chunk`` pages each, the last one shorter."""
-        shape: dict[Any, Any] = {"total_chunks": total, "chunk_pages": per_chunk,
-                                       "pages": pages}
+        entries already there). ``one_pass``: an unchunked plan (DocState.one_pass);
+        ``spans`` ([first, last] of each chunk) only when the chunks are not ``per_chunk``
+        pages each, the last one shorter."""
+        key = self.doc_key(doc_id)
+        shape: list[str | int] = ["total_chunks", total, "chunk_pages", per_chunk,
+                                  "pages", pages, "one_pass", "1" if one_pass else "0"]
         if spans is not None:
-            shape["chunk_spans"] = json.dumps(spans, separators=(",", ":"))
+            shape += ["chunk_spans", json.dumps(spans, separators=(",", ":"))]
         with unavailable():
+            if not done and not failed:  # one command: no MULTI/EXEC around it
+                self.r.hset(key, items=shape)
+                return
             pipe = self.r.pipeline()
-            pipe.hset(self.doc_key(doc_id), mapping=shape)
+            pipe.hset(key, items=shape)
             for index in done:
                 pipe.setrange(self.done_key(doc_id), index, "1")
             for c in failed:
@@ -290,11 +378,16 @@ class StateStore:
         with unavailable():
             self.r.zrem(self.active_key, doc_id)
 
-    def count_delivery(self, task_id: str, retries: int) -> int:
-        """How many times this message (this task at this retry) has been delivered."""
+    def count_redelivery(self, task_id: str, retries: int) -> int:
+        """How many times this message (this task at this retry) has been delivered again.
+
+        Only redeliveries are counted (the first delivery is not: the caller adds it), so a
+        message delivered once, which is nearly every message, costs no Redis command. No
+        MULTI: the INCR and its EXPIRE go in one round trip, and nothing reads between them.
+        """
         key = f"{self.prefix}deliveries:{task_id}:{retries}"
         with unavailable():
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, self.ttl)
             count, _ = pipe.execute()
@@ -303,23 +396,25 @@ class StateStore:
     # reads -------------------------------------------------------------------------------
     def get(self, doc_id: str) -> DocState | None:
         with unavailable():
-            pipe = self.r.pipeline()
-            pipe.hgetall(self.doc_key(doc_id))
-            pipe.hgetall(self.chunks_key(doc_id))
-            pipe.get(self.done_key(doc_id))
-            pipe.hgetall(self.retried_key(doc_id))
-            pipe.get(self.version_key(doc_id))
-            fields, entries, done, retried, version = pipe.execute()
-        return _doc_state(doc_id, fields, entries, done, retried, version)
+            reply = self._read(keys=[*self._keys(doc_id), self.version_key(doc_id)])
+        if not reply:
+            return None
+        fields, entries, done, retried, version = reply
+        return _doc_state(doc_id, _pairs(fields), _pairs(entries), done, _pairs(retried),
+                          version)
 
     def take_progress(self, doc_id: str, token: str,
                       hold_ms: int = 10_000) -> tuple[bool, DocState | None]:
         """Take the document's progress-writer lock and read its state in one round trip."""
         with unavailable():
-            reply = self._take(keys=[f"{self.prefix}lock:progress:{doc_id}",
+            reply = self._take(keys=[self.progress_lock_key(doc_id),
                                      *self._keys(doc_id), self.version_key(doc_id)],
                                args=[token, hold_ms])
-        if not reply[0]:
+        return self._taken(doc_id, reply)
+
+    @staticmethod
+    def _taken(doc_id: str, reply: list[Any]) -> tuple[bool, DocState | None]:
+        if not reply or not reply[0]:
             return False, None
         _, fields, entries, done, retried, version = reply
         return True, _doc_state(doc_id, _pairs(fields), _pairs(entries), done, _pairs(retried),
@@ -328,7 +423,7 @@ class StateStore:
     def give_progress(self, doc_id: str, token: str) -> int:
         """Release the progress-writer lock (if still ours); the version now."""
         with unavailable():
-            return int(self._give(keys=[f"{self.prefix}lock:progress:{doc_id}",
+            return int(self._give(keys=[self.progress_lock_key(doc_id),
                                         self.version_key(doc_id)], args=[token]) or 0)
 
     def active(self) -> list[str]:
