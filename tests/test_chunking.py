@@ -315,3 +315,25 @@ def test_document_whose_work_keeps_getting_lost_fails_after_max_attempts(
     assert "2 times" in error["error"]["message"]
     assert (env.failed / "doomed.pdf").exists()
     wait_for(lambda: not any(env.processing.iterdir()), 10, what="processing/ emptied")
+
+
+def test_auto_planned_again_after_a_crash_reads_the_same_text_chunks_and_completes_once(
+        make_env: Callable[..., Env]) -> None:
+    engine = TextFirstEngine(scanned={3, 6})
+    m = Machine(make_env(watch={"engine": "auto", "chunk_pages": 1, "chunk_threshold_pages": 1,
+                                "text_chunk_pages": 1000}).cfg, engine)
+    doc_id = m.submit("mixed.pdf", 8)
+    first = plan_of(m, doc_id)
+    doc = m.doc(doc_id)
+    assert doc is not None
+    text_result = doc.dp.chunk_result(0).read_bytes()
+    doc.dp.plan.unlink()  # killed after the text pass, before its plan was on disk
+    again = plan_of(m, doc_id)
+    assert again.chunks == first.chunks and again.chunked
+    assert doc.dp.chunk_result(0).read_bytes() == text_result  # the same text chunk
+    assert plan_of(m, doc_id) == again  # a redelivery after the plan: no text pass
+    assert engine.text_calls == {n: 2 for n in range(1, 9)}
+    assert m.deliver(doc_id) == "completed"
+    assert engine.calls == {3: 1, 6: 1}
+    result = json.loads((m.paths.outbox / "mixed.json").read_text())
+    assert [p["number"] for p in result["pages"]] == list(range(1, 9))
