@@ -21,24 +21,30 @@ from ocr_daemon.pipeline import searchable
 from ocr_daemon.record.disk import ChunkError, ChunkResult, Outcome, Plan
 from ocr_daemon.record.doc import Doc, pending_chunks
 from ocr_daemon.record.layout import TRASH_PREFIX, free_name
+from ocr_daemon.record.locks import Lock
 from ocr_daemon.record.progress import source_info
-from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED, Lock
+from ocr_daemon.record.state import CANCELLED, COMPLETED, FAILED
 from ocr_daemon.runtime import Runtime
 
 RESULT_SCHEMA = "ocr-daemon/result/v1"
 ERROR_SCHEMA = "ocr-daemon/error/v1"
 
 
-# How long the lock on a document's ending lasts: far above an ending's few seconds, short
-# enough that a worker killed while holding it delays the document by a minute at most.
-ENDING_LOCK_SECONDS = 60.0
+# The lock on a document's ending is renewed while its holder lives (a long searchable PDF
+# join keeps it); a worker killed while holding it blocks the document for at most
+# ENDING_LOCK_TTL seconds (it was a fixed 60 s: the chaos test's whole-daemon kill, landing
+# between a result and the record's removal, left the record there for a minute). Waiting
+# for it lasts up to ENDING_LOCK_WAIT, within the task's soft time limit; then a retry.
+ENDING_LOCK_TTL = 10.0
+ENDING_LOCK_WAIT = 60.0
 
 
 def document_lock(rt: Runtime, doc: Doc) -> Lock:
     """The lock every ending of ``doc`` (and its re-queueing) is decided and carried out under.
     Waiting for it stays well inside the task's soft time limit; not getting it is retried."""
-    wait = min(ENDING_LOCK_SECONDS, rt.cfg.workers.soft_time_limit / 3)
-    return rt.store.lock(f"aggregate:{doc.doc_id}", timeout=ENDING_LOCK_SECONDS, wait=wait)
+    wait = min(ENDING_LOCK_WAIT, rt.cfg.workers.soft_time_limit / 3)
+    return rt.store.lock(f"aggregate:{doc.doc_id}", timeout=ENDING_LOCK_TTL, wait=wait,
+                         renewed=True)
 
 
 def resume(rt: Runtime, doc: Doc, plan: Plan | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,7 @@ import redis
 import redis.lock
 
 from ocr_daemon.clock import Clock, iso
-from ocr_daemon.errors import ServiceUnavailable
+from ocr_daemon.record.locks import Lock
 from ocr_daemon.redis_conn import unavailable
 
 QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = (
@@ -193,29 +192,6 @@ def _doc_state(doc_id: str, fields: dict[str, str], entries: dict[str, str], don
                     done or "", {int(k): int(v) for k, v in retried.items()}, int(version or 0))
 
 
-class Lock:
-    """redis-py's lock with our errors; releasing a lock that has expired is not an error."""
-
-    def __init__(self, inner: redis.lock.Lock) -> None:
-        self.inner = inner
-
-    def acquire(self, blocking: bool = True) -> bool:
-        with unavailable():
-            return bool(self.inner.acquire(blocking=blocking))
-
-    def release(self) -> None:
-        with contextlib.suppress(redis.exceptions.LockError), unavailable():
-            self.inner.release()
-
-    def __enter__(self) -> Lock:
-        if not self.acquire():
-            raise ServiceUnavailable(f"could not take the lock {self.inner.name!r} in time")
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-
 class StateStore:
     """All reads and writes of live state go through here (keys under one prefix).
 
@@ -251,11 +227,14 @@ class StateStore:
     def recent_key(self) -> str:
         return f"{self.prefix}recent"
 
-    def lock(self, name: str, timeout: float = 30.0, wait: float | None = None) -> Lock:
+    def lock(self, name: str, timeout: float = 30.0, wait: float | None = None,
+             renewed: bool = False) -> Lock:
         """A Redis lock that expires after ``timeout`` s (a killed holder blocks no one for
-        longer); taking it waits at most ``wait`` s (default: ``timeout``)."""
+        longer); taking it waits at most ``wait`` s (default: ``timeout``). ``renewed``: its
+        holder keeps it as long as it holds it, ``timeout`` s at a time (locks.Lock)."""
         return Lock(self.r.lock(f"{self.prefix}lock:{name}", timeout=timeout,
-                                blocking_timeout=timeout if wait is None else wait, sleep=0.01))
+                                blocking_timeout=timeout if wait is None else wait, sleep=0.01,
+                                thread_local=not renewed), renewed=renewed)
 
     def progress_lock_key(self, doc_id: str) -> str:
         return f"{self.prefix}lock:progress:{doc_id}"
