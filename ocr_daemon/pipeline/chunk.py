@@ -9,6 +9,7 @@ from ocr_daemon import atomic, log
 from ocr_daemon.clock import iso
 from ocr_daemon.engines.base import Page, PageRequest
 from ocr_daemon.errors import OcrDaemonError, StorageError, describe
+from ocr_daemon.pipeline.plan import readable
 from ocr_daemon.record.disk import ChunkError, ChunkResult, ChunkSpec, Plan
 from ocr_daemon.record.doc import Doc, ensure_live, publish
 from ocr_daemon.record.state import COMPLETED, FAILED, PROCESSING, QUEUED, ChunkState
@@ -42,7 +43,7 @@ def request_for(doc: Doc, plan: Plan, spec: ChunkSpec) -> PageRequest:
         path = doc.dp.chunk_file(spec.index)
         pages = tuple(Page(n, i) for i, n in enumerate(spec.pages))
     else:
-        path = doc.dp.decrypted if plan.decrypted else doc.dp.source
+        path = readable(doc, plan.decrypted)
         pages = tuple(Page(n, n - 1) for n in spec.pages)
     return PageRequest(path=path, mime=plan.mime, pages=pages, layers=doc.watch.pdf_output)
 
